@@ -101,6 +101,12 @@ class Facts:
     sccache: Program | None
     # Facts contributed by platform plugins, keyed by platform name.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Human-readable findings for --print-plan and error messages: why nvcc or
+    # torch is absent, which candidates were skipped and why.
+    notes: tuple[str, ...] = ()
+    # ccache caches nvcc only from 4.12.3 on; an older ccache is for C/C++ only.
+    # None when no ccache was found.
+    ccache_caches_nvcc: bool | None = None
 
     @property
     def cuda_build(self) -> bool:
