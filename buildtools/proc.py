@@ -6,14 +6,15 @@ instead of FileNotFoundError/PermissionError so callers never see a traceback.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Literal, Mapping, Sequence
 
 from .errors import KernloopError
 
-__all__ = ["Result", "run", "try_run"]
+__all__ = ["Result", "run", "try_run", "stream"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,58 @@ def try_run(argv: Sequence[str | os.PathLike[str]], **kwargs) -> Result | None:
         return run(argv, **kwargs)
     except KernloopError:
         return None
+
+
+def stream(
+    argv: Sequence[str | os.PathLike[str]],
+    on_line: Callable[[str], None],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    on_interrupt: Literal["forward", "finish"] = "forward",
+) -> int:
+    """Run ``argv`` with stdout+stderr merged, handing each line to ``on_line``; return the exit code.
+
+    For long builds whose output is parsed as it arrives. The child runs in its own
+    session so a terminal Ctrl-C reaches only us; then ``on_interrupt`` decides:
+    "forward" passes SIGINT on (ninja removes partial outputs) and waits, "finish"
+    lets the child complete (a step that must not stop half-way). Either way the
+    KeyboardInterrupt is re-raised once the child is gone.
+    """
+    args = [os.fspath(a) for a in argv]
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            text=True,
+            errors="replace",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise KernloopError(f"cannot run {args[0]}: not found") from None
+    except PermissionError:
+        raise KernloopError(f"cannot run {args[0]}: permission denied", "check that it is an executable file") from None
+    except OSError as exc:
+        raise KernloopError(f"cannot run {args[0]}: {exc.strerror or exc}") from None
+    assert proc.stdout is not None
+    interrupted = False
+    while True:
+        try:
+            for line in proc.stdout:
+                on_line(line.rstrip("\n"))
+            proc.wait()
+            break
+        except KeyboardInterrupt:
+            if not interrupted and on_interrupt == "forward":
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+            interrupted = True  # keep draining so the child never blocks on a full pipe
+    if interrupted:
+        raise KeyboardInterrupt
+    return proc.returncode
