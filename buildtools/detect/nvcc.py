@@ -157,17 +157,26 @@ def _is_link(path: Path) -> bool:
     return os.path.realpath(path) != os.path.abspath(path)
 
 
+def _dryrun(nvcc: Path, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    dry = probe([nvcc, "-dryrun", "-x", "cu", os.devnull, "-c", "-o", os.devnull], env)
+    if dry is None:
+        raise _Unusable(f"cannot run {nvcc}")
+    top, here = parse_dryrun(dry.stderr + "\n" + dry.stdout)
+    if top is None and not dry.ok:
+        detail = first_line(dry.stderr or dry.stdout) or f"exit code {dry.returncode}"
+        raise _Unusable(f"{nvcc} -dryrun failed: {detail}")
+    return top, here
+
+
 def probe_nvcc(candidate: NvccCandidate, env: Mapping[str, str]) -> tuple[NvccFacts, list[str]]:
     """Resolve one candidate to the real toolkit; raises _Unusable when it does not work."""
     notes: list[str] = []
     found = Path(os.path.abspath(candidate.path))
-    dry = probe([found, "-dryrun", "-x", "cu", os.devnull, "-c", "-o", os.devnull], env)
-    if dry is None:
-        raise _Unusable(f"cannot run {found}")
-    top, here = parse_dryrun(dry.stderr + "\n" + dry.stdout)
-    if top is None and not dry.ok:
-        detail = first_line(dry.stderr or dry.stdout) or f"exit code {dry.returncode}"
-        raise _Unusable(f"{found} -dryrun failed: {detail}")
+    top, here = _dryrun(found, env)
+    if top is None and os.path.realpath(found) != str(found):
+        # nvcc reads TOP from the nvcc.profile next to the path it was called by, so a
+        # symlink to nvcc prints none: ask the file the link points to.
+        top, here = _dryrun(Path(os.path.realpath(found)), env)
 
     if top is not None:
         # realpath, not normpath: "<bin>/.." must be taken after bin's symlinks are followed.
