@@ -1,0 +1,28 @@
+"""The CPU platform: always available; builds the C++ kernels only."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Mapping
+
+from .base import DevicePlan, Platform
+
+if TYPE_CHECKING:
+    from ..config import BuildConfig
+    from ..facts import Facts
+    from ..plan import Overrides
+
+__all__ = ["CpuPlatform"]
+
+
+class CpuPlatform(Platform):
+    name = "cpu"
+
+    def unavailable(self, facts: Facts) -> str | None:
+        return None
+
+    def plan_device(self, facts: Facts, overrides: Overrides, config: BuildConfig, cores: int) -> DevicePlan:
+        ignored = [o.source for o in (overrides.archs, overrides.device_threads) if o is not None]
+        return DevicePlan(warnings=tuple(f"{src} ignored: this is a CPU-only plan" for src in ignored))
+
+    def cache_variables(self, facts: Facts, device: DevicePlan) -> Mapping[str, str]:
+        # The one CUDA variable a CPU plan sets: the switch that keeps CUDA out of the build.
+        return {"KERNLOOP_ENABLE_CUDA": "OFF"}

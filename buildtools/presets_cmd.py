@@ -1,0 +1,221 @@
+"""``python -m buildtools presets`` (= ``python tools/generate_presets.py``): write CMakeUserPresets.json.
+
+facts (detect) -> plan (pure) -> presets document (pure) -> merge with the existing
+file (pure) -> one atomic write with a backup. Output: nothing on the way, warnings
+on stderr, one summary line at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import fileio, presets
+from .errors import KernloopError
+from .facts import Facts, to_jsonable
+from .plan import BUILD_TYPES, GIB, Overrides, Plan
+from .session import PlanOptions, plan_for
+
+__all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan", "DEFAULT_SOURCE_DIR"]
+
+# This checkout: buildtools/ sits in the project root.
+DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "presets",
+        help="write CMakeUserPresets.json for this machine",
+        description="Detect the toolchain and machine, plan the build (jobs, NVCC_THREADS, job pools, "
+        "archs, launcher) and write CMakeUserPresets.json: configure presets release, relwithdebinfo, "
+        "debug; build presets that install; workflow presets (cmake --workflow --preset release). "
+        "Your own presets in the file are kept.",
+    )
+    p.add_argument("--force-overwrite", action="store_true",
+                   help="replace kernloop's presets (or an unreadable file) without asking; a backup is kept")
+    p.add_argument("--dry-run", action="store_true", help="write nothing; print the file that would be written")
+    p.add_argument("--print-plan", action="store_true", help="show every fact with its source and every number with its reason")
+    p.add_argument("--json", action="store_true", help="print facts, plan and presets as one JSON object")
+    p.add_argument("--jobs", type=_positive_int, metavar="N", help="compile jobs (default: planned; env MAX_JOBS)")
+    p.add_argument("--nvcc-threads", type=_positive_int, metavar="N",
+                   help="nvcc --threads per compile job (default: planned; env NVCC_THREADS)")
+    p.add_argument("--arch", metavar="LIST",
+                   help="CUDA archs, e.g. \"8.0;9.0+PTX\" (default: local GPUs, else a default list; "
+                   "env TORCH_CUDA_ARCH_LIST)")
+    p.add_argument("--build-type", metavar="T",
+                   help=f"{', '.join(BUILD_TYPES)} (default: Release; env CMAKE_BUILD_TYPE)")
+    p.add_argument("--nvcc", type=Path, metavar="PATH", help="the nvcc to use (default: detected)")
+    p.add_argument("--python", type=Path, metavar="PATH", help="the Python with torch to build for (default: this one)")
+    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace, env: Any = None) -> PlanOptions:
+    """The CLI's flags (and env vars) as :class:`PlanOptions` for :func:`buildtools.session.plan_for`."""
+    env = os.environ if env is None else env
+    overrides = Overrides.from_sources(jobs=args.jobs, nvcc_threads=args.nvcc_threads, arch=args.arch,
+                                       build_type=args.build_type, env=env)
+    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
+    if not source_dir.is_dir():
+        raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
+    return PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python, overrides=overrides, env=env)
+
+
+# -- presentation ------------------------------------------------------------------------------
+def fact_rows(facts: Facts) -> list[tuple[str, str, str]]:
+    """(name, value, source) for --print-plan."""
+    def prog(p: Any) -> tuple[str, str]:
+        return (f"{p.path} ({p.version or 'version unknown'})", p.source) if p else ("not found", "searched")
+
+    rows = [("python", f"{facts.python.executable} ({facts.python.version})", facts.python.source)]
+    t = facts.torch
+    if t is None:
+        rows.append(("torch", "not installed", f"import spec of {facts.python.executable}"))
+    else:
+        kind = f"CUDA {t.cuda}" if t.cuda else (f"HIP {t.hip}" if t.hip else "CPU only")
+        rows.append(("torch", f"{t.version} ({kind}), {t.root}", t.source))
+    n = facts.nvcc
+    if n is None:
+        rows.append(("nvcc", "not found", "searched: --nvcc, CUDACXX, CMAKE_CUDA_COMPILER, CUDA_HOME, PATH, "
+                                          "/usr/local/cuda"))
+    else:
+        source = n.source  # "<path> (from: ...)": keep the part in brackets, the path is the value
+        prefix = f"{n.path} (from: "
+        if source.startswith(prefix) and source.endswith(")"):
+            source = source[len(prefix):-1]
+        rows.append(("nvcc", f"{n.path} ({n.version})", source))
+        rows.append(("CUDA root", str(n.root), "nvcc -dryrun TOP="))
+        rows.append(("nvcc archs", " ".join(n.archs) or "unknown", f"{n.path} --list-gpu-arch"))
+    if facts.cuda_extra_includes:
+        rows.append(("CUDA headers", ";".join(map(str, facts.cuda_extra_includes)),
+                     "pip-installed nvidia/*/include next to torch"))
+    rows.append(("cores", str(facts.cpus.usable), facts.cpus.source))
+    rows.append(("RAM available", f"{facts.memory.available_bytes / GIB:.1f} GiB", facts.memory.source))
+    g = facts.gpus
+    gpus = ", ".join(f"{name} ({arch})" for name, arch in zip(g.names, g.archs)) or " ".join(g.archs) or "none"
+    rows.append(("GPUs", gpus, g.source))
+    for name in ("cmake", "ninja", "ccache", "sccache"):
+        rows.append((name, *prog(getattr(facts, name))))
+    return rows
+
+
+def _value(label: str, value: Any) -> str:
+    if label == "archs":
+        return ";".join(value)
+    if label == "launcher":
+        return value.name if value is not None else "none"
+    if label == "ram-per-job":
+        return f"{value:.1f} GiB"
+    return str(value)
+
+
+def format_plan(facts: Facts, plan: Plan, source_dir_source: str) -> str:
+    lines = ["facts:", f"  {'source dir':<14} {facts.source_dir}  [from: {source_dir_source}]"]
+    lines += [f"  {name:<14} {value}  [from: {source}]" for name, value, source in fact_rows(facts)]
+    lines.append(f"plan ({plan.platform.reason}):")
+    for label, decision in plan.numbers()[1:]:
+        lines.append(f"  {label}={_value(label, decision.value)}: {decision.reason}")
+    for kind, items in (("warning", plan.warnings), ("note", facts.notes)):
+        lines += [f"{kind}: {item}" for item in items]
+    return "\n".join(lines)
+
+
+def _cmake_command() -> str:
+    return "cmake" if shutil.which("cmake") else str(Path(sys.executable).parent / "cmake")
+
+
+# -- the command -------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    facts, plan = plan_for(options)
+    ours = presets.render(plan)
+    path = options.source_dir / presets.FILE_NAME
+    text = fileio.read_text(path)
+
+    existing = None
+    replacing_invalid = False
+    if text is not None:
+        try:
+            existing = presets.parse(text)
+        except presets.InvalidPresets as exc:
+            if not args.force_overwrite:
+                where = f"{path}:{exc.line}" if exc.line else str(path)
+                raise KernloopError(f"{where}: {exc.message}; left untouched",
+                                    "fix it, or pass --force-overwrite to back it up and replace it") from None
+            replacing_invalid = True
+
+    clashing = presets.conflicts(existing, ours) if existing is not None else ()
+    if clashing and not args.force_overwrite and not args.dry_run:
+        from .prompt import confirm
+
+        question = (f"{path.name} already has kernloop's presets ({', '.join(clashing)}). "
+                    "Replace them? Your other presets are kept, the old file is backed up.")
+        if not confirm(question, problem=f"{path} already has kernloop's presets ({', '.join(clashing)})",
+                       hint="pass --force-overwrite to replace them (your own presets are kept, "
+                            "the old file is backed up)", default=True):
+            print(f"left {path} unchanged", file=sys.stderr)
+            return 1
+
+    result = presets.merge(existing, ours)
+    new_text = presets.dumps(result.document)
+    up_to_date = text == new_text
+    saved = None
+    if not args.dry_run and not up_to_date:
+        saved = fileio.atomic_write_text(path, new_text, keep_backup=True)
+
+    # -- output ----------------------------------------------------------------------------------
+    names = presets.preset_names(plan)
+    out = sys.stderr if args.json else sys.stdout
+    if "-only plan" in plan.platform.reason:  # a fallback (e.g. CPU-only): said in one line
+        print(f"note: {plan.platform.reason}", file=sys.stderr)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if replacing_invalid:
+        print(f"warning: {path} was not valid presets JSON; replaced (backup: {saved})" if saved
+              else f"warning: {path} is not valid presets JSON; it would be replaced", file=sys.stderr)
+
+    if args.json:
+        print(json.dumps({
+            "file": str(path),
+            "written": bool(saved is not None or (not args.dry_run and not up_to_date)),
+            "dry_run": bool(args.dry_run),
+            "backup": str(saved) if saved else None,
+            "presets": list(names),
+            "replaced": list(result.replaced),
+            "kept": list(result.kept),
+            "facts": to_jsonable(facts),
+            "plan": to_jsonable(plan),
+            "document": result.document,
+        }, indent=2))
+    elif args.print_plan:
+        source_dir_source = "--source-dir" if args.source_dir else "this checkout"
+        print(format_plan(facts, plan, source_dir_source))
+    elif args.dry_run:
+        print(new_text, end="")
+
+    details = [f"presets: {', '.join(names)}"]
+    if result.kept:
+        details.append(f"kept yours: {', '.join(result.kept)}")
+    if saved:
+        details.append(f"backup: {saved.name}")
+    next_cmd = f"{_cmake_command()} --workflow --preset {plan.build_type.value.lower()}"
+    if args.dry_run:
+        verb = f"dry run: {path} is up to date" if up_to_date else f"dry run: would write {path}"
+    else:
+        verb = f"{path} is up to date" if up_to_date else f"wrote {path}"
+    print(f"{verb} ({'; '.join(details)}) -- next: {next_cmd}", file=out)
+    return 0

@@ -1,0 +1,92 @@
+"""One plan for every entry point: detect the facts, ask for what is missing (on a terminal), plan.
+
+``plan_for`` is what ``python -m buildtools presets``, ``buildtools build`` and the
+pip backend call, so they all get the same numbers::
+
+    from buildtools.session import PlanOptions, plan_for
+    facts, plan = plan_for(PlanOptions(source_dir=root, interactive=False))
+    defines = plan.cmake_defines()          # -D values for CMake (pip backend)
+    env = plan.environment                  # launcher settings for the build
+
+Overrides come from ``PlanOptions.overrides``; by default they are read from the
+environment (MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+from . import proc
+from .config import load_config
+from .errors import KernloopError
+from .facts import Facts
+from .plan import Overrides, Plan, make_plan
+
+__all__ = ["PlanOptions", "plan_for", "validate_nvcc"]
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    source_dir: Path
+    nvcc: Path | None = None  # --nvcc
+    python: Path | None = None  # --python
+    overrides: Overrides | None = None  # None: from env only
+    env: Mapping[str, str] | None = None  # None: os.environ
+    # None: prompt for a missing nvcc only on a terminal; False: never prompt (backends, CI).
+    interactive: bool | None = None
+    require_torch: bool = True  # the kernels cannot be built without it
+
+
+def validate_nvcc(path: Path) -> str | None:
+    """None when ``path`` is an nvcc that runs, else what is wrong (for the prompt to show)."""
+    if not path.exists():
+        return f"{path}: no such file"
+    if path.is_dir():
+        return f"{path} is a directory; give the nvcc program (e.g. {path / 'bin' / 'nvcc'})"
+    if not os.access(path, os.X_OK):
+        return f"{path} is not executable"
+    result = proc.try_run([path, "--version"], timeout=30)
+    if result is None or not result.ok or not re.search(r"release \d+\.\d+", result.stdout + result.stderr):
+        return f"{path} does not run as nvcc (no CUDA release in its --version)"
+    return None
+
+
+def _detect(options: PlanOptions, nvcc: Path | None) -> Facts:
+    from .detect import DetectOptions, detect_all  # lazy: keeps `import buildtools.session` cheap
+
+    return detect_all(DetectOptions(source_dir=options.source_dir, nvcc=nvcc, python=options.python,
+                                    env=options.env))
+
+
+def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
+    """Detect, fill in what is missing, plan. Raises KernloopError for anything the user must fix."""
+    env = os.environ if options.env is None else options.env
+    overrides = options.overrides if options.overrides is not None else Overrides.from_sources(env=env)
+    config = load_config(options.source_dir)
+    facts = _detect(options, options.nvcc)
+
+    if facts.torch is None and options.require_torch:
+        raise KernloopError(
+            f"torch is not installed for {facts.python.executable}; the kernels are built against it",
+            f"{facts.python.executable} -m pip install -r requirements/torch-cuda.txt "
+            "(or torch-cpu.txt), or pass --python PATH to a Python that has torch",
+        )
+
+    wants_cuda = facts.torch is not None and facts.torch.cuda is not None
+    if facts.nvcc is None and wants_cuda and options.nvcc is None and options.interactive is not False:
+        from .prompt import ask_path, is_interactive
+
+        if options.interactive or is_interactive():
+            answer = ask_path(
+                f"nvcc not found; torch {facts.torch.version} uses CUDA {facts.torch.cuda}. "
+                "Path to nvcc (empty: CPU-only build):",
+                problem="nvcc not found", hint="pass --nvcc PATH",
+                validate=validate_nvcc, allow_empty=True, interactive=True,
+            )
+            if answer is not None:
+                facts = _detect(replace(options, nvcc=answer), answer)
+
+    return facts, make_plan(facts, overrides, config)
