@@ -18,6 +18,7 @@ __all__ = ["main", "COMMANDS"]
 # command name -> module (relative to buildtools) that registers it
 COMMANDS: dict[str, str] = {
     "presets": ".presets_cmd",
+    "build": ".build_cmd",
 }
 
 

@@ -1,0 +1,54 @@
+"""``python -m buildtools build``: presets (when the machine changed), configure (when needed),
+build with a progress bar, install into the source package, and a summary."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run"]
+
+DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "build",
+        help="build and install the kernels (presets and configure only when needed)",
+        description="Rewrite CMakeUserPresets.json only if torch/nvcc/Python/the launcher changed, "
+        "configure only if needed, build with a progress bar, install _C/_moe_C into kernloop/, and "
+        "summarise: TUs rebuilt, time, compiler-cache hits, slowest TUs, installed files. "
+        "Planner overrides come from MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE.",
+    )
+    p.add_argument("--preset", default="release", metavar="NAME", help="configure/build preset (default: release)")
+    p.add_argument("--target", default="install", metavar="T",
+                   help="ninja target; 'install' (default) builds everything and installs into the source tree")
+    p.add_argument("--clean", action="store_true", help="empty the build directory first")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="one line per step instead of a progress bar")
+    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .build import BuildOptions, run_build
+    from .errors import KernloopError
+
+    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
+    if not (source_dir / "CMakeLists.txt").is_file():
+        raise KernloopError(f"{source_dir} has no CMakeLists.txt", "pass --source-dir with the project root")
+    options = BuildOptions(
+        source_dir=source_dir,
+        preset=args.preset,
+        target=args.target,
+        clean=args.clean,
+        progress=False if args.no_progress else None,
+    )
+    result = run_build(options)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    print(result.summary(), file=sys.stderr)
+    return 0 if result.ok else 1
