@@ -73,11 +73,14 @@ def unwrap_pip_script(path: Path, name: str, site_dirs: Iterable[Path]) -> Path 
         return None
     if not head.startswith(b"#!") or f"from {name} import".encode() not in head:
         return None
+    # The script's own environment (a venv's bin/../lib/pythonX.Y/site-packages) too:
+    # it may sit on PATH without being the target Python's.
+    own = sorted(path.parent.parent.glob(f"lib/python*/site-packages/{name}/data/bin/{name}"))
     for site in site_dirs:
         binary = Path(site) / name / "data" / "bin" / name
         if is_executable_file(binary):
             return binary
-    return None
+    return next((b for b in own if is_executable_file(b)), None)
 
 
 def _version_of(path: Path, env: Mapping[str, str]) -> str | None:

@@ -67,6 +67,8 @@ def test_pip_cmake_wrapper_is_unwrapped_to_its_binary():
     cmake, _ = find_program("cmake", VENV_BIN, env_with_path(), SITES, CMAKE_MIN)
     assert cmake.path == binary and f"pip wrapper {wrapper} -> {binary}" in cmake.source
     assert unwrap_pip_script(_real("python"), "cmake", SITES) is None
+    # On PATH from another environment than the target Python's: its own venv layout.
+    assert unwrap_pip_script(wrapper, "cmake", ()) == binary
 
 
 def test_real_venv_launchers_and_ninja():
