@@ -19,6 +19,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "presets": ".presets_cmd",
     "build": ".build_cmd",
+    "torch": ".torch_cmd",
+    "wheels": ".wheels_cmd",
 }
 
 
