@@ -17,13 +17,16 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import proc
 from .config import load_config
 from .errors import KernloopError
 from .facts import Facts
 from .plan import Overrides, Plan, make_plan
+
+if TYPE_CHECKING:
+    from .detect import DetectOptions
 
 __all__ = ["PlanOptions", "plan_for", "validate_nvcc"]
 
@@ -38,6 +41,11 @@ class PlanOptions:
     # None: prompt for a missing nvcc only on a terminal; False: never prompt (backends, CI).
     interactive: bool | None = None
     require_torch: bool = True  # the kernels cannot be built without it
+    # Full control of detection (tests, other front ends); its nvcc is replaced by a prompt's answer.
+    # When given, source_dir/nvcc/python/env above are not used for detection.
+    detect: DetectOptions | None = None
+    # prompt_toolkit ``input``/``output`` for the nvcc question (tests, embedding front ends).
+    prompt_io: Mapping[str, Any] | None = None
 
 
 def validate_nvcc(path: Path) -> str | None:
@@ -57,6 +65,8 @@ def validate_nvcc(path: Path) -> str | None:
 def _detect(options: PlanOptions, nvcc: Path | None) -> Facts:
     from .detect import DetectOptions, detect_all  # lazy: keeps `import buildtools.session` cheap
 
+    if options.detect is not None:
+        return detect_all(replace(options.detect, nvcc=nvcc))
     return detect_all(DetectOptions(source_dir=options.source_dir, nvcc=nvcc, python=options.python,
                                     env=options.env))
 
@@ -66,7 +76,8 @@ def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
     env = os.environ if options.env is None else options.env
     overrides = options.overrides if options.overrides is not None else Overrides.from_sources(env=env)
     config = load_config(options.source_dir)
-    facts = _detect(options, options.nvcc)
+    nvcc = options.detect.nvcc if options.detect is not None else options.nvcc
+    facts = _detect(options, nvcc)
 
     if facts.torch is None and options.require_torch:
         raise KernloopError(
@@ -76,7 +87,7 @@ def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
         )
 
     wants_cuda = facts.torch is not None and facts.torch.cuda is not None
-    if facts.nvcc is None and wants_cuda and options.nvcc is None and options.interactive is not False:
+    if facts.nvcc is None and wants_cuda and nvcc is None and options.interactive is not False:
         from .prompt import ask_path, is_interactive
 
         if options.interactive or is_interactive():
@@ -84,7 +95,7 @@ def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
                 f"nvcc not found; torch {facts.torch.version} uses CUDA {facts.torch.cuda}. "
                 "Path to nvcc (empty: CPU-only build):",
                 problem="nvcc not found", hint="pass --nvcc PATH",
-                validate=validate_nvcc, allow_empty=True, interactive=True,
+                validate=validate_nvcc, allow_empty=True, interactive=True, **dict(options.prompt_io or {}),
             )
             if answer is not None:
                 facts = _detect(replace(options, nvcc=answer), answer)
