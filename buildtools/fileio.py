@@ -86,17 +86,19 @@ def atomic_write_text(path: Path, text: str, *, keep_backup: bool = False) -> Pa
 
 
 def backup(path: Path, keep: int = BACKUPS_KEPT) -> Path:
-    """Copy ``path`` to ``<path>.bak-<YYYYmmdd-HHMMSS>`` (metadata kept) and return the copy's path.
+    """Copy ``path`` to ``<path>.bak-<YYYYmmdd-HHMMSS.micro>`` (metadata kept); return the copy's path.
 
     Only the newest ``keep`` such backups are kept.
     """
     path = Path(path)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = path.with_name(f"{path.name}.bak-{stamp}")
-    n = 1
-    while target.exists():  # two runs within one second
-        target = path.with_name(f"{path.name}.bak-{stamp}-{n}")
-        n += 1
+    micros = time.time_ns() // 1000
+    while True:  # names sort by time, so pruning by name keeps the newest
+        seconds, frac = divmod(micros, 1_000_000)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(seconds)) + f".{frac:06d}"
+        target = path.with_name(f"{path.name}.bak-{stamp}")
+        if not target.exists():
+            break
+        micros += 1
     try:
         shutil.copy2(path, target)
     except OSError as exc:
