@@ -40,8 +40,9 @@ def register(subparsers: Any) -> None:
     )
     ix.add_argument("--platform", default="auto", metavar="P",
                     help="cu130, cu128, cu126, ..., rocm6.4, ..., cpu, xpu, or auto (default)")
-    ix.add_argument("--channel", default="stable", choices=["stable", "test", "nightly"],
-                    help="stable releases (default), test = release candidates, nightly")
+    # Validated by resolve_index (not argparse choices) so a typo is one line, not usage + error.
+    ix.add_argument("--channel", default="stable", metavar="C",
+                    help="stable releases (default), test (release candidates) or nightly")
     ix.add_argument("--torch", dest="torch_version", metavar="VERSION",
                     help="the torch release to choose for (default: the newest in the matrix)")
     ix.add_argument("--uv", action="store_true", help="uv flags (adds --index-strategy unsafe-best-match)")
