@@ -174,8 +174,8 @@ def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | No
     from .errors import KernloopError
     from .lock import BuildLock
 
-    skb = _skbuild()
     _require_build_env()
+    skb = _skbuild()
     editable = kind == "editable"
     source_dir = Path.cwd()
     try:
@@ -241,15 +241,13 @@ def get_requires_for_build_sdist(config_settings: ConfigSettings | None = None) 
 
 
 def get_requires_for_build_wheel(config_settings: ConfigSettings | None = None) -> list[str]:
-    skb = _skbuild()
-    _require_build_env()  # first hook pip calls: fail here, before anything is built
-    return skb.get_requires_for_build_wheel(config_settings)
+    _require_build_env()  # the first hook pip calls: fail here, before anything is built
+    return _skbuild().get_requires_for_build_wheel(config_settings)
 
 
 def get_requires_for_build_editable(config_settings: ConfigSettings | None = None) -> list[str]:
-    skb = _skbuild()
     _require_build_env()
-    return skb.get_requires_for_build_editable(config_settings)
+    return _skbuild().get_requires_for_build_editable(config_settings)
 
 
 def prepare_metadata_for_build_wheel(metadata_directory: str, config_settings: ConfigSettings | None = None) -> str:

@@ -394,7 +394,8 @@ class BuildResult:
             "build_dir": str(self.build_dir),
             "log": str(self.log_path),
             "elapsed_s": round(self.elapsed_s, 3),
-            "steps": list(self.steps),
+            "steps": {name: detail for name, _, detail in (st.partition(": ") for st in self.steps)},
+            "ran": [e.output for e in self.ran],
             "rebuilt": list(self.rebuilt_sources),
             "linked": list(self.linked),
             "cache": None if self.cache is None else {

@@ -1,0 +1,69 @@
+"""Shared helpers for the build-loop integration tests: a temp copy of the loop_project
+fixture, an environment with a private compiler cache, and the CLI as a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "loop_project"
+ARCH = "9.0"  # one arch keeps nvcc quick
+
+
+def have_build_tools() -> bool:
+    bindir = Path(sys.executable).parent
+    return all(shutil.which(t) or (bindir / t).exists() for t in ("cmake", "ninja", "ccache"))
+
+
+def copy_fixture(dest: Path, *, with_buildtools: bool = False) -> Path:
+    shutil.copytree(FIXTURE, dest, ignore=shutil.ignore_patterns("cmake-build-*", "*.so", "__pycache__"))
+    if with_buildtools:  # a PEP 517 backend-path must lie inside the project
+        shutil.copytree(ROOT / "buildtools", dest / "buildtools", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def loop_env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["CCACHE_DIR"] = str(cache_dir)  # private: hit counts are ours alone
+    env["TORCH_CUDA_ARCH_LIST"] = ARCH
+    for var in ("MAX_JOBS", "NVCC_THREADS", "CMAKE_BUILD_TYPE", "CUDACXX", "CMAKE_CUDA_COMPILER"):
+        env.pop(var, None)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "buildtools", *args],
+        cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def build(src: Path, env: dict[str, str], *extra: str) -> tuple[int, dict | None, str]:
+    """``python -m buildtools build --json`` on ``src``: (exit code, summary, stderr)."""
+    p = run_cli("build", "--source-dir", str(src), "--json", "--no-progress", *extra, env=env)
+    try:
+        summary = json.loads(p.stdout) if p.stdout.strip() else None
+    except ValueError:
+        summary = None
+    return p.returncode, summary, p.stderr
+
+
+def fx_value(src: Path, python: str = sys.executable) -> int:
+    """What the built module says, in a fresh interpreter (no module caching)."""
+    out = subprocess.run(
+        [python, "-c", "import looppkg; print(looppkg.value())"],
+        cwd=src, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout.strip())
+
+
+def set_fx_value(src: Path, value: int) -> None:
+    path = src / "src" / "value.cu"
+    path.write_text(re.sub(r"#define FX_VALUE \d+", f"#define FX_VALUE {value}", path.read_text()))
