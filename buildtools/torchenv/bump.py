@@ -139,7 +139,7 @@ def resolve_targets(
         notes.append(f"the matrix marks torch {tv}'s torchvision/torchaudio pairing as not confirmed")
     if given_tv and release is not None and str(tv) in release.patches and str(given_tv) != companions.torchvision:
         problems.append(f"torchvision {given_tv} does not go with torch {tv} (matrix: {companions.torchvision})")
-    if given_ta and release is not None and str(tv) in release.patches and not release.torchaudio_fits(str(given_ta)):
+    if given_ta and release is not None and str(tv) in release.patches and not release.torchaudio_fits(str(given_ta), str(tv)):
         problems.append(f"torchaudio {given_ta} does not go with torch {tv} (matrix: {companions.torchaudio})")
     return BumpTargets(
         torch=str(tv),
@@ -266,7 +266,7 @@ def plan_bump(files: Mapping[str, str], targets: BumpTargets, matrix: Matrix) ->
         release = matrix.release(targets.torch)
         if len(current) == 1 and release is not None and release.torchaudio_compatible:
             (have,) = current
-            if release.torchaudio_fits(str(have)) and have >= Version(targets.torchaudio):
+            if release.torchaudio_fits(str(have), targets.torch) and have >= Version(targets.torchaudio):
                 targets = BumpTargets(targets.torch, targets.torchvision, str(have), False,
                                       targets.problems, targets.notes)
 

@@ -164,9 +164,11 @@ class TorchRelease:
     def has_platform(self, platform: Platform) -> bool:
         return platform in self.platforms
 
-    def torchaudio_fits(self, torchaudio: str) -> bool:
-        """Whether a torchaudio version goes with this release (exact companion, or the ABI-stable range)."""
-        if any(c.torchaudio == torchaudio for c in self.patches.values()):
+    def torchaudio_fits(self, torchaudio: str, torch_patch: str | None = None) -> bool:
+        """Whether a torchaudio goes with ``torch_patch`` (or any patch of this release): its recorded
+        companion, or any version in the stable-ABI range. Older torchaudio is linked against one torch."""
+        patches = [self.patches[torch_patch]] if torch_patch in self.patches else list(self.patches.values())
+        if any(c.torchaudio == torchaudio for c in patches):
             return True
         if self.torchaudio_compatible:
             try:
