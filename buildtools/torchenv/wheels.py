@@ -144,6 +144,7 @@ def plan_align(
     keep: bool = False,
 ) -> AlignPlan:
     """What to uninstall and install so each package's CUDA variant matches torch. Pure."""
+    distributions = {_norm(k): v for k, v in distributions.items()}
     plans: list[PackagePlan] = []
     for req in requests:
         name = req.name
