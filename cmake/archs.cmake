@@ -1,0 +1,177 @@
+# CUDA arch lists: what was asked (TORCH_CUDA_ARCH_LIST), what this nvcc can compile, and what
+# each kernel group supports. Entries are "MAJOR.MINOR", optionally with an arch-specific suffix
+# ("9.0a", "10.0f") and "+PTX" (also embed PTX for that arch). torch's own CMake reads the same
+# variable and ignores CMAKE_CUDA_ARCHITECTURES, so we do too.
+
+# kernloop_parse_arch_list(OUT "8.0 9.0+PTX" | "8.0;9.0" | "Hopper"): normalised list, or a
+# configure error naming the bad entry.
+function(kernloop_parse_arch_list OUT SPEC)
+  string(REGEX REPLACE "[ ,]+" ";" _items "${SPEC}")
+  set(_named_Turing "7.5")
+  set(_named_Ampere "8.0;8.6")
+  set(_named_Ada "8.9")
+  set(_named_Hopper "9.0")
+  set(_named_Blackwell "10.0;12.0")
+  set(_result "")
+  foreach(_item IN LISTS _items)
+    if(_item STREQUAL "")
+      continue()
+    endif()
+    if(DEFINED _named_${_item})
+      list(APPEND _result ${_named_${_item}})
+    elseif(_item MATCHES "^([0-9]+)\\.([0-9]+)([af]?)(\\+PTX)?$")
+      list(APPEND _result "${_item}")
+    else()
+      message(FATAL_ERROR
+        "TORCH_CUDA_ARCH_LIST entry '${_item}' is not an arch -- use entries like 9.0, 9.0a or 9.0+PTX "
+        "separated by ';' or spaces (e.g. -DTORCH_CUDA_ARCH_LIST=\"8.0;9.0\")")
+    endif()
+  endforeach()
+  list(REMOVE_DUPLICATES _result)
+  set(${OUT} "${_result}" PARENT_SCOPE)
+endfunction()
+
+# kernloop_nvcc_supported_archs(OUT): "7.5;8.0;...;12.1" from `nvcc --list-gpu-arch`, cached per
+# compiler so reconfigures do not run nvcc again.
+function(kernloop_nvcc_supported_archs OUT)
+  if(DEFINED CACHE{_KERNLOOP_NVCC_ARCHS} AND "$CACHE{_KERNLOOP_NVCC_ARCHS_FOR}" STREQUAL "${CMAKE_CUDA_COMPILER}")
+    set(${OUT} "$CACHE{_KERNLOOP_NVCC_ARCHS}" PARENT_SCOPE)
+    return()
+  endif()
+  execute_process(COMMAND "${CMAKE_CUDA_COMPILER}" --list-gpu-arch
+    OUTPUT_VARIABLE _out ERROR_QUIET RESULT_VARIABLE _rc)
+  set(_archs "")
+  if(_rc EQUAL 0)
+    string(REGEX MATCHALL "compute_[0-9]+" _computes "${_out}")
+    foreach(_c IN LISTS _computes)
+      string(REGEX REPLACE "compute_([0-9]+)([0-9])" "\\1.\\2" _v "${_c}")
+      list(APPEND _archs "${_v}")
+    endforeach()
+  endif()
+  if(NOT _archs)
+    message(FATAL_ERROR "${CMAKE_CUDA_COMPILER} --list-gpu-arch gave no archs -- use nvcc >= 11.6, or set KERNLOOP_ENABLE_CUDA=OFF")
+  endif()
+  list(REMOVE_DUPLICATES _archs)
+  set(_KERNLOOP_NVCC_ARCHS "${_archs}" CACHE INTERNAL "archs nvcc supports")
+  set(_KERNLOOP_NVCC_ARCHS_FOR "${CMAKE_CUDA_COMPILER}" CACHE INTERNAL "nvcc the arch list is for")
+  set(${OUT} "${_archs}" PARENT_SCOPE)
+endfunction()
+
+# kernloop_requested_archs(OUT): TORCH_CUDA_ARCH_LIST (cache, then environment), else the local
+# GPUs (nvidia-smi), else every arch nvcc supports with PTX for the newest (slow, said so).
+function(kernloop_requested_archs OUT)
+  set(_spec "${TORCH_CUDA_ARCH_LIST}")
+  set(_from "TORCH_CUDA_ARCH_LIST")
+  if(_spec STREQUAL "" AND DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(_spec "$ENV{TORCH_CUDA_ARCH_LIST}")
+    set(_from "the TORCH_CUDA_ARCH_LIST environment variable")
+  endif()
+  if(_spec STREQUAL "")
+    find_program(_KERNLOOP_NVIDIA_SMI nvidia-smi)
+    if(_KERNLOOP_NVIDIA_SMI)
+      execute_process(COMMAND "${_KERNLOOP_NVIDIA_SMI}" --query-gpu=compute_cap --format=csv,noheader
+        OUTPUT_VARIABLE _caps ERROR_QUIET RESULT_VARIABLE _rc OUTPUT_STRIP_TRAILING_WHITESPACE)
+      if(_rc EQUAL 0 AND _caps MATCHES "^[0-9.\n ]+$")
+        string(REGEX REPLACE "[\n ]+" ";" _spec "${_caps}")
+        set(_from "the local GPUs (nvidia-smi)")
+      endif()
+    endif()
+  endif()
+  if(_spec STREQUAL "")
+    kernloop_nvcc_supported_archs(_all)
+    list(GET _all -1 _newest)
+    list(TRANSFORM _all REPLACE "^(${_newest})$" "\\1+PTX")
+    set(_spec "${_all}")
+    set(_from "every arch nvcc supports (no TORCH_CUDA_ARCH_LIST, no GPU seen); set TORCH_CUDA_ARCH_LIST to build faster")
+  endif()
+  kernloop_parse_arch_list(_parsed "${_spec}")
+  message(STATUS "kernloop: CUDA archs ${_parsed} (from ${_from})")
+  set(${OUT} "${_parsed}" PARENT_SCOPE)
+endfunction()
+
+# kernloop_cuda_archs_loose_intersection(OUT SRC TGT), after vLLM's function of that name:
+# for every requested arch in TGT, the newest arch in SRC (what a kernel group can be built for)
+# with the same major version that is not newer -- SASS runs on later minors of its major only.
+# Arch-specific entries in SRC ("9.0a") match only the same entry in TGT; a generic SRC entry
+# serves a suffixed TGT ("9.0a" asked, "9.0" built). "+PTX" on a TGT entry carries over.
+function(kernloop_cuda_archs_loose_intersection OUT SRC TGT)
+  set(_result "")
+  foreach(_t IN LISTS TGT)
+    string(REGEX MATCH "^([0-9]+)\\.([0-9]+)([af]?)(\\+PTX)?$" _m "${_t}")
+    set(_tmaj ${CMAKE_MATCH_1})
+    set(_tmin ${CMAKE_MATCH_2})
+    set(_tsuf "${CMAKE_MATCH_3}")
+    set(_tptx "${CMAKE_MATCH_4}")
+    set(_best "")
+    set(_best_min -1)
+    foreach(_s IN LISTS SRC)
+      string(REGEX MATCH "^([0-9]+)\\.([0-9]+)([af]?)$" _m "${_s}")
+      if(NOT CMAKE_MATCH_1 EQUAL _tmaj OR CMAKE_MATCH_2 GREATER _tmin)
+        continue()
+      endif()
+      if(CMAKE_MATCH_3)
+        if(CMAKE_MATCH_2 EQUAL _tmin AND CMAKE_MATCH_3 STREQUAL _tsuf)
+          set(_best "${_s}")
+          break()  # exact arch-specific match wins
+        endif()
+        continue()
+      endif()
+      if(CMAKE_MATCH_2 GREATER _best_min)
+        set(_best "${_s}")
+        set(_best_min ${CMAKE_MATCH_2})
+      endif()
+    endforeach()
+    if(_best)
+      list(APPEND _result "${_best}${_tptx}")
+    endif()
+  endforeach()
+  # "9.0" and "9.0+PTX" both present: keep the one with PTX.
+  set(_final "")
+  foreach(_a IN LISTS _result)
+    if(NOT _a MATCHES "\\+PTX$" AND "${_a}+PTX" IN_LIST _result)
+      continue()
+    endif()
+    list(APPEND _final "${_a}")
+  endforeach()
+  list(REMOVE_DUPLICATES _final)
+  set(${OUT} "${_final}" PARENT_SCOPE)
+endfunction()
+
+# kernloop_gencode_flags(OUT ARCHS): nvcc -gencode flags ("9.0+PTX" -> SASS and PTX for 9.0).
+function(kernloop_gencode_flags OUT ARCHS)
+  set(_flags "")
+  foreach(_a IN LISTS ARCHS)
+    string(REGEX MATCH "^([0-9]+)\\.([0-9]+)([af]?)(\\+PTX)?$" _m "${_a}")
+    set(_sm "${CMAKE_MATCH_1}${CMAKE_MATCH_2}${CMAKE_MATCH_3}")
+    list(APPEND _flags "-gencode=arch=compute_${_sm},code=sm_${_sm}")
+    if(CMAKE_MATCH_4)
+      list(APPEND _flags "-gencode=arch=compute_${_sm},code=compute_${_sm}")
+    endif()
+  endforeach()
+  set(${OUT} "${_flags}" PARENT_SCOPE)
+endfunction()
+
+# kernloop_set_cuda_archs(GROUP SUPPORTED_ARCHS REQUESTED_ARCHS SOURCES...): compile SOURCES for
+# (requested ∩ supported by the group ∩ supported by nvcc), per source file, so kernel groups
+# with different arch needs can share one extension target. An empty result is an error that
+# names what was asked and what would work.
+function(kernloop_set_cuda_archs GROUP SUPPORTED REQUESTED)
+  kernloop_nvcc_supported_archs(_nvcc)
+  set(_usable "")
+  foreach(_s IN LISTS SUPPORTED)
+    string(REGEX REPLACE "[af]$" "" _base "${_s}")
+    if(_base IN_LIST _nvcc)
+      list(APPEND _usable "${_s}")
+    endif()
+  endforeach()
+  kernloop_cuda_archs_loose_intersection(_archs "${_usable}" "${REQUESTED}")
+  if(NOT _archs)
+    message(FATAL_ERROR
+      "kernel group '${GROUP}': none of TORCH_CUDA_ARCH_LIST=${REQUESTED} can be built with nvcc "
+      "${CMAKE_CUDA_COMPILER_VERSION} (the group supports ${_usable}) -- set TORCH_CUDA_ARCH_LIST "
+      "to archs from that list, or KERNLOOP_ENABLE_CUDA=OFF")
+  endif()
+  kernloop_gencode_flags(_flags "${_archs}")
+  set_source_files_properties(${ARGN} PROPERTIES COMPILE_OPTIONS "${_flags}")
+  message(STATUS "kernloop: ${GROUP} kernels for ${_archs}")
+endfunction()
