@@ -132,6 +132,14 @@ def planned_settings(
     if editable:
         settings.setdefault("install.components", NO_WHEEL_COMPONENT)
     env = {"CMAKE_BUILD_PARALLEL_LEVEL": str(plan.jobs.value), **plan.environment}
+    # Unless told otherwise, scikit-build-core sets CC/CXX to Python's sysconfig compilers
+    # (gcc/g++) while `cmake --preset` lets CMake pick its default (cc/c++): the same
+    # compiler under another name, but another ccache hash. Use CMake's default names.
+    import shutil
+
+    for var, name in (("CC", "cc"), ("CXX", "c++")):
+        if not os.environ.get(var) and shutil.which(name):
+            env[var] = name
     return settings, env, plan
 
 
