@@ -95,6 +95,8 @@ def _align(args: argparse.Namespace) -> int:
             print("dry run: nothing changed")
         return 0 if plan.ok else 1
     run_commands(cmds, plan)
-    if plan.install and any(p.install and p.uninstall for p in plan.packages):
-        print("note: pip check may now report that a meta package requires the variant just removed; that is expected")
+    for pkg in plan.packages:
+        if pkg.install and pkg.uninstall:  # the meta package usually requires the variant just removed
+            print(f"note: pip check may report that {pkg.name} requires {', '.join(pkg.uninstall)}; "
+                  "expected: the variant was swapped on purpose")
     return 0 if plan.ok else 1
