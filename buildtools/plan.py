@@ -41,22 +41,31 @@ GIB = 1024**3
 BUILD_TYPES = ("Release", "RelWithDebInfo", "Debug", "MinSizeRel")
 
 
-def _int_at_least_1(text: str, source: str) -> int:
+def _setting(source: str, text: object) -> str:
+    """``--jobs 0`` for a flag, ``MAX_JOBS=0`` for an environment variable."""
+    return f"{source} {text}" if source.startswith("-") else f"{source}={text}"
+
+
+def _fix(source: str, what: str) -> str:
+    return f"pass {what} to {source}" if source.startswith("-") else f"set {source} to {what}, or unset it"
+
+
+def _int_at_least_1(text: object, source: str) -> int:
     try:
         value = int(str(text).strip())
     except ValueError:
         value = 0
     if value < 1:
-        raise KernloopError(f"{source}={text!r} is not a whole number >= 1", f"fix {source}")
+        raise KernloopError(f"{_setting(source, text)}: not a whole number >= 1", _fix(source, "a whole number >= 1"))
     return value
 
 
-def _build_type(text: str, source: str) -> str:
+def _build_type(text: object, source: str) -> str:
     for name in BUILD_TYPES:
         if name.lower() == str(text).strip().lower():
             return name
-    raise KernloopError(f"{source}={text!r} is not a CMake build type",
-                        f"use one of {', '.join(BUILD_TYPES)} for {source}")
+    raise KernloopError(f"{_setting(source, text)}: not a CMake build type",
+                        _fix(source, f"one of {', '.join(BUILD_TYPES)}"))
 
 
 @dataclass(frozen=True)

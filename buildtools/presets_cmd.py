@@ -26,16 +26,6 @@ __all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan", "
 DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "presets",
@@ -50,8 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="write nothing; print the file that would be written")
     p.add_argument("--print-plan", action="store_true", help="show every fact with its source and every number with its reason")
     p.add_argument("--json", action="store_true", help="print facts, plan and presets as one JSON object")
-    p.add_argument("--jobs", type=_positive_int, metavar="N", help="compile jobs (default: planned; env MAX_JOBS)")
-    p.add_argument("--nvcc-threads", type=_positive_int, metavar="N",
+    # Numbers are checked by Overrides (one-line errors naming the flag), not by argparse.
+    p.add_argument("--jobs", metavar="N", help="compile jobs (default: planned; env MAX_JOBS)")
+    p.add_argument("--nvcc-threads", metavar="N",
                    help="nvcc --threads per compile job (default: planned; env NVCC_THREADS)")
     p.add_argument("--arch", metavar="LIST",
                    help="CUDA archs, e.g. \"8.0;9.0+PTX\" (default: local GPUs, else a default list; "
@@ -129,8 +120,7 @@ def format_plan(facts: Facts, plan: Plan, source_dir_source: str) -> str:
     lines.append(f"plan ({plan.platform.reason}):")
     for label, decision in plan.numbers()[1:]:
         lines.append(f"  {label}={_value(label, decision.value)}: {decision.reason}")
-    for kind, items in (("warning", plan.warnings), ("note", facts.notes)):
-        lines += [f"{kind}: {item}" for item in items]
+    lines += [f"note: {note}" for note in facts.notes]  # plan warnings go to stderr, once
     return "\n".join(lines)
 
 
@@ -158,8 +148,17 @@ def run(args: argparse.Namespace) -> int:
                                     "fix it, or pass --force-overwrite to back it up and replace it") from None
             replacing_invalid = True
 
+    # Said before any question, so the user decides knowing them.
+    if "-only plan" in plan.platform.reason:  # a fallback (e.g. CPU-only): said in one line
+        print(f"note: {plan.platform.reason}", file=sys.stderr)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    result = presets.merge(existing, ours)
+    new_text = presets.dumps(result.document)
+    up_to_date = text == new_text
     clashing = presets.conflicts(existing, ours) if existing is not None else ()
-    if clashing and not args.force_overwrite and not args.dry_run:
+    if clashing and not up_to_date and not args.force_overwrite and not args.dry_run:
         from .prompt import confirm
 
         question = (f"{path.name} already has kernloop's presets ({', '.join(clashing)}). "
@@ -170,9 +169,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"left {path} unchanged", file=sys.stderr)
             return 1
 
-    result = presets.merge(existing, ours)
-    new_text = presets.dumps(result.document)
-    up_to_date = text == new_text
     saved = None
     if not args.dry_run and not up_to_date:
         saved = fileio.atomic_write_text(path, new_text, keep_backup=True)
@@ -180,10 +176,6 @@ def run(args: argparse.Namespace) -> int:
     # -- output ----------------------------------------------------------------------------------
     names = presets.preset_names(plan)
     out = sys.stderr if args.json else sys.stdout
-    if "-only plan" in plan.platform.reason:  # a fallback (e.g. CPU-only): said in one line
-        print(f"note: {plan.platform.reason}", file=sys.stderr)
-    for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     if replacing_invalid:
         print(f"warning: {path} was not valid presets JSON; replaced (backup: {saved})" if saved
               else f"warning: {path} is not valid presets JSON; it would be replaced", file=sys.stderr)
@@ -191,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "file": str(path),
-            "written": bool(saved is not None or (not args.dry_run and not up_to_date)),
+            "written": not args.dry_run and not up_to_date,
             "dry_run": bool(args.dry_run),
             "backup": str(saved) if saved else None,
             "presets": list(names),
@@ -211,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     if result.kept:
         details.append(f"kept yours: {', '.join(result.kept)}")
     if saved:
-        details.append(f"backup: {saved.name}")
+        details.append(f"backup: {saved}")
     next_cmd = f"{_cmake_command()} --workflow --preset {plan.build_type.value.lower()}"
     if args.dry_run:
         verb = f"dry run: {path} is up to date" if up_to_date else f"dry run: would write {path}"

@@ -236,7 +236,7 @@ def test_user_presets_are_kept_and_ours_need_force_overwrite_without_a_terminal(
     path.write_text(json.dumps(USER_PRESETS, indent=2))
     first = run_cli("--source-dir", str(project))  # only the user's presets: no question needed
     assert first.returncode == 0, first.stderr
-    assert "kept yours: mine" in first.stdout and "backup: CMakeUserPresets.json.bak-" in first.stdout
+    assert "kept yours: mine" in first.stdout and f"backup: {path}.bak-" in first.stdout
     written = path.read_text()
     assert json.loads(written)["configurePresets"][0] == USER_PRESETS["configurePresets"][0]
 
@@ -252,8 +252,9 @@ def test_user_presets_are_kept_and_ours_need_force_overwrite_without_a_terminal(
     backups = sorted(project.glob("CMakeUserPresets.json.bak-*"))
     assert len(backups) == 2 and backups[-1].read_text() == written
 
-    same = run_cli("--source-dir", str(project), "--jobs", "1", "--force-overwrite")
-    assert same.returncode == 0 and "is up to date" in same.stdout
+    same = run_cli("--source-dir", str(project), "--jobs", "1")  # nothing would change: no question
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.strip().splitlines()[-1].startswith(f"{path} is up to date (presets: ")
     assert len(list(project.glob("CMakeUserPresets.json.bak-*"))) == 2  # nothing new to back up
 
 
@@ -286,9 +287,7 @@ def test_read_only_directory(project):
 
 
 def test_bad_flag_values_never_give_a_traceback(project):
-    for args in (["--jobs", "0"], ["--nvcc-threads", "x"]):
-        result = run_cli("--source-dir", str(project), *args)
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert "error:" in result.stderr
+    assert_one_line_error(run_cli("--source-dir", str(project), "--jobs", "0"), "--jobs")
+    assert_one_line_error(run_cli("--source-dir", str(project), "--nvcc-threads", "x"), "--nvcc-threads")
     assert_one_line_error(run_cli("--source-dir", str(project), "--build-type", "Fast"), "--build-type")
     assert_one_line_error(run_cli("--source-dir", str(project / "missing")), "--source-dir")
