@@ -19,6 +19,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, str] = {
     "presets": ".presets_cmd",
     "build": ".build_cmd",
+    "doctor": ".doctor_cmd",
     "torch": ".torch_cmd",
     "wheels": ".wheels_cmd",
 }
