@@ -4,7 +4,6 @@ with neither cmake's nor ninja's directory on PATH."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

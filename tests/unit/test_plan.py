@@ -192,7 +192,7 @@ def test_cpu_only_plan_has_no_cuda_variables_and_says_why(facts_kwargs, why):
     assert plan.cache_variables["KERNLOOP_ENABLE_CUDA"] == "OFF"
     assert not CUDA_ONLY_VARS & set(plan.cache_variables)
     assert plan.device_threads is None and plan.archs is None
-    assert plan.jobs.reason == f"min(cores 12, RAM 14.2 GiB / 1.5 GiB per job)"
+    assert plan.jobs.reason == "min(cores 12, RAM 14.2 GiB / 1.5 GiB per job)"
 
 
 def test_cpu_plan_ignores_device_overrides_with_a_warning():
