@@ -59,8 +59,8 @@ cudaError_t rotary_embedding(const int64_t* positions, void* query, void* key, c
   if (num_tokens == 0 || rot_dim == 0) return cudaSuccess;
   dispatch_float_types(dtype, [&](auto tag) {
     using T = decltype(tag);
-    const int64_t pairs = num_heads * (rot_dim / 2);
-    const unsigned want = round_up_to_warp(pairs);
+    const int64_t pairs = (num_heads > num_kv_heads ? num_heads : num_kv_heads) * (rot_dim / 2);
+    const unsigned want = pairs > 0 ? round_up_to_warp(pairs) : 32u;
     const dim3 grid(static_cast<unsigned>(num_tokens));
     const dim3 block(want < 512u ? want : 512u);
     auto launch = [&](auto kernel) {

@@ -1,0 +1,92 @@
+"""Pure-torch references for kernloop's ops (vLLM's semantics), computed on the CPU in float32 and
+rounded to the op's dtype at the same points as the kernels."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "rms_norm",
+    "fused_add_rms_norm",
+    "silu_and_mul",
+    "rotary_embedding",
+    "topk_softmax",
+    "moe_align_block_size",
+    "moe_sum",
+]
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.cpu().float()
+    inv = torch.rsqrt(xf.double().pow(2).mean(-1, keepdim=True) + eps).float()
+    return ((xf * inv).to(x.dtype).float() * weight.cpu().float()).to(x.dtype)
+
+
+def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float):
+    z = (x.cpu().float() + residual.cpu().float()).to(x.dtype)
+    return rms_norm(z, weight, eps), z
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    xf = x.cpu().float()
+    d = x.shape[-1] // 2
+    silu = F.silu(xf[..., :d]).to(x.dtype).float()
+    return (silu * xf[..., d:]).to(x.dtype)
+
+
+def rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Tensor | None, head_size: int,
+                     cos_sin_cache: torch.Tensor, is_neox: bool):
+    """Returns the rotated (query, key) as new tensors shaped [*positions.shape, heads, head_size]."""
+    rot_dim = cos_sin_cache.shape[1]
+    cache = cos_sin_cache.cpu().float()[positions.cpu().flatten()]  # [tokens, rot_dim]
+    cos, sin = cache[:, : rot_dim // 2], cache[:, rot_dim // 2:]
+
+    def rotate(t: torch.Tensor) -> torch.Tensor:
+        heads = t.shape[-2] if t.dim() == positions.dim() + 2 else t.shape[-1] // head_size
+        shape = (*positions.shape, heads, head_size)
+        tf = t.cpu().float().reshape(positions.numel(), heads, head_size).clone()
+        c, s = cos[:, None, :], sin[:, None, :]
+        if is_neox:
+            x1, x2 = tf[..., : rot_dim // 2].clone(), tf[..., rot_dim // 2: rot_dim].clone()
+            tf[..., : rot_dim // 2] = x1 * c - x2 * s
+            tf[..., rot_dim // 2: rot_dim] = x2 * c + x1 * s
+        else:
+            x1, x2 = tf[..., 0:rot_dim:2].clone(), tf[..., 1:rot_dim:2].clone()
+            tf[..., 0:rot_dim:2] = x1 * c - x2 * s
+            tf[..., 1:rot_dim:2] = x2 * c + x1 * s
+        return tf.to(t.dtype).reshape(shape)
+
+    return rotate(query), (rotate(key) if key is not None else None)
+
+
+def topk_softmax(gating: torch.Tensor, topk: int):
+    """(weights, ids, token_expert_indices); ties go to the lower expert index."""
+    g = gating.cpu().float()
+    probs = torch.softmax(g, dim=-1)
+    order = torch.sort(g, dim=-1, descending=True, stable=True).indices[:, :topk]
+    num_tokens = g.shape[0]
+    src = (torch.arange(topk)[None, :] * num_tokens + torch.arange(num_tokens)[:, None]).to(torch.int32)
+    return probs.gather(1, order), order, src
+
+
+def moe_align_block_size(topk_ids: torch.Tensor, block_size: int, num_experts: int, sorted_len: int,
+                         expert_len: int):
+    """Stable grouping: (sorted_token_ids, expert_ids, num_tokens_post_pad) as python-built tensors."""
+    flat = topk_ids.cpu().flatten().tolist()
+    numel = len(flat)
+    sorted_ids = [numel] * sorted_len
+    expert_ids = [-1] * expert_len
+    pos = 0
+    for e in range(num_experts):
+        members = [i for i, x in enumerate(flat) if x == e]
+        padded = -(-len(members) // block_size) * block_size
+        sorted_ids[pos: pos + len(members)] = members
+        for b in range(pos // block_size, (pos + padded) // block_size):
+            expert_ids[b] = e
+        pos += padded
+    return (torch.tensor(sorted_ids, dtype=torch.int32), torch.tensor(expert_ids, dtype=torch.int32),
+            torch.tensor([pos], dtype=torch.int32))
+
+
+def moe_sum(x: torch.Tensor) -> torch.Tensor:
+    return x.cpu().float().sum(dim=1).to(x.dtype)
