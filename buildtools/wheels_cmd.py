@@ -66,6 +66,10 @@ def _align(args: argparse.Namespace) -> int:
         run_commands,
     )
 
+    if args.install_args and not args.install_args[0].startswith("-"):
+        # A bare name here would be handed to pip install; packages to align go with --package.
+        raise KernloopError(f"unexpected argument {args.install_args[0]!r}",
+                            "name packages with --package NAME; pip/uv options go after --, e.g. -- --no-index")
     requests = [parse_package_arg(p) for p in args.package]
     for name in configured_packages(args.project):
         req = parse_package_arg(name)

@@ -197,6 +197,12 @@ def test_no_torch_in_the_target_is_one_line(venv, tmp_path):
     assert run.stderr.startswith(f"error: torch is not installed in {venv.python}")
 
 
+def test_bare_name_is_not_passed_to_pip(venv, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "buildtools", "wheels", "align", "--python", str(venv.python),
+                          "--project", str(tmp_path), "klalign"], cwd=REPO, env=clean_env(), capture_output=True, text=True)
+    assert run.returncode == 2 and "unexpected argument 'klalign'" in run.stderr and "--package" in run.stderr
+
+
 def test_no_packages_is_one_line(venv, tmp_path):
     run = align(venv, project=tmp_path)
     assert run.returncode == 2 and "cuda-variant-packages" in run.stderr and len(run.stderr.strip().splitlines()) == 1
