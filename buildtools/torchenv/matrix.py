@@ -197,7 +197,6 @@ def minor_of(version: Version | str) -> str:
 class Matrix:
     releases: tuple[TorchRelease, ...]  # oldest first
     cuda_min_driver: Mapping[str, str | None]
-    cuda_minor_compat_driver: Mapping[str, str]
     source: Mapping[str, Any]
     path: Path
 
@@ -304,7 +303,6 @@ def _parse(data: Any, path: Path) -> Matrix:
     return Matrix(
         releases=tuple(releases),
         cuda_min_driver=dict(data.get("cuda_min_driver", {})),
-        cuda_minor_compat_driver=dict(data.get("cuda_minor_compat_driver", {})),
         source=dict(data.get("source", {})),
         path=path,
     )
