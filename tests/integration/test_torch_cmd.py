@@ -6,7 +6,6 @@ so the tests hold on a GPU machine as well as on this CPU-only one.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from buildtools.torchenv.matrix import load_matrix
 from buildtools.torchenv.probe import detect_nvcc, target_env
 
 # Helpers shared with the wheels test: self-written wheels and a torch stand-in (see its docstring).
-from test_wheels_align import Venv, build_wheelhouse, clean_env
+from test_wheels_align import Venv, build_wheelhouse
 
 pytestmark = pytest.mark.integration
 
