@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "presets": ".presets_cmd",
     "build": ".build_cmd",
     "doctor": ".doctor_cmd",
+    "watch": ".watch_cmd",
     "torch": ".torch_cmd",
     "wheels": ".wheels_cmd",
 }

@@ -65,5 +65,5 @@ def fx_value(src: Path, python: str = sys.executable) -> int:
 
 
 def set_fx_value(src: Path, value: int) -> None:
-    path = src / "src" / "value.cu"
+    path = src / "csrc" / "value.cu"
     path.write_text(re.sub(r"#define FX_VALUE \d+", f"#define FX_VALUE {value}", path.read_text()))

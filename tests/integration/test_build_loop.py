@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.skipif(not have_build_tools(), reason="needs cmake, ninja and ccache"),
 ]
 
-TUS = {"src/fx.cpp", "src/value.cu"}
+TUS = {"csrc/fx.cpp", "csrc/value.cu"}
 SO = "_fx.abi3.so"
 
 
@@ -61,13 +61,13 @@ def test_touching_one_cu_rebuilds_that_tu_and_relinks_nothing_else(project):
     src, env, _ = project
     build_dir = src / "cmake-build-release"
     before = ninja.read_log(build_dir / ".ninja_log")
-    os.utime(src / "src" / "value.cu")  # touch: newer mtime, same bytes
+    os.utime(src / "csrc" / "value.cu")  # touch: newer mtime, same bytes
     rc, summary, err = build(src, env)
     assert rc == 0, err
     ran = ninja.ran_between(before, ninja.read_log(build_dir / ".ninja_log"))
     # ninja's own log says what ran: the touched TU and the link, nothing else
-    assert sorted(e.output for e in ran) == sorted(["CMakeFiles/_fx.dir/src/value.cu.o", SO])
-    assert summary["rebuilt"] == ["src/value.cu"] and summary["linked"] == [SO]
+    assert sorted(e.output for e in ran) == sorted(["CMakeFiles/_fx.dir/csrc/value.cu.o", SO])
+    assert summary["rebuilt"] == ["csrc/value.cu"] and summary["linked"] == [SO]
     assert summary["cache"]["hits"] == 1  # same bytes: served from the cache
 
 
@@ -78,7 +78,7 @@ def test_editing_a_kernel_refreshes_the_imported_module_atomically(project):
     set_fx_value(src, 2)
     rc, summary, err = build(src, env)
     assert rc == 0, err
-    assert summary["rebuilt"] == ["src/value.cu"]
+    assert summary["rebuilt"] == ["csrc/value.cu"]
     assert summary["installed"] == [{"path": str(so), "changed": True}]
     assert fx_value(src) == 2
     assert so.stat().st_ino != inode  # renamed into place, not overwritten under a loaded module
@@ -110,7 +110,7 @@ def test_clean_keeps_the_lock_and_rebuilds_from_the_cache(project):
 
 def test_compile_error_exits_nonzero_with_the_first_error_only(project):
     src, env, _ = project
-    value_cu = src / "src" / "value.cu"
+    value_cu = src / "csrc" / "value.cu"
     good = value_cu.read_text()
     value_cu.write_text(good.replace("out[i] = FX_VALUE;", "out[i] = FX_VALUE + undefined_x;"))
     try:
@@ -137,7 +137,7 @@ def test_changed_arch_list_regenerates_presets_and_reconfigures(project):
     assert summary["steps"]["presets"].startswith("rewritten (toolchain changed)")
     assert summary["steps"]["configure"] == "ran (the toolchain changed)"
     assert '"TORCH_CUDA_ARCH_LIST": "8.0"' in (src / "CMakeUserPresets.json").read_text()
-    assert "src/value.cu" in summary["rebuilt"]
+    assert "csrc/value.cu" in summary["rebuilt"]
     rc, summary, err = build(src, env)  # and back
     assert rc == 0, err
     assert (src / "CMakeUserPresets.json").read_text() == presets
