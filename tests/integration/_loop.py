@@ -67,3 +67,41 @@ def fx_value(src: Path, python: str = sys.executable) -> int:
 def set_fx_value(src: Path, value: int) -> None:
     path = src / "csrc" / "value.cu"
     path.write_text(re.sub(r"#define FX_VALUE \d+", f"#define FX_VALUE {value}", path.read_text()))
+
+
+# -- the real project (csrc/) ----------------------------------------------------------------------
+
+
+def copy_checkout(dest: Path) -> Path:
+    """The tracked (and new, not ignored) files of this checkout, nothing built."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    for rel in sorted(set(filter(None, out.split("\0")))):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def checkout_env(**extra: str) -> dict[str, str]:
+    """Like the session build of csrc/ in tests/conftest.py (one arch, the user's compiler cache),
+    so a copy built with it is served from that build's cache entries."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    for var in ("MAX_JOBS", "NVCC_THREADS", "CMAKE_BUILD_TYPE", "CMAKE_ARGS", "CCACHE_DIR"):
+        env.pop(var, None)
+    env["TORCH_CUDA_ARCH_LIST"] = ARCH
+    env.update(extra)
+    return env
+
+
+def one_kernel_tu(build_dir: Path) -> str:
+    """A torch-free kernel TU of _C: the CUDA one when CUDA is built, else the CPU one."""
+    sources = {Path(e["file"]).as_posix() for e in json.loads((build_dir / "compile_commands.json").read_text())}
+    for rel in ("csrc/cuda/activation_kernels.cu", "csrc/cpu/activation.cpp"):
+        if any(s.endswith(rel) for s in sources):
+            return rel
+    raise AssertionError(f"no activation kernel TU in {build_dir}/compile_commands.json")

@@ -1,7 +1,9 @@
-"""`python -m buildtools build` on the loop_project fixture with real cmake, ninja, nvcc and ccache.
+"""`python -m buildtools build` with real cmake, ninja, nvcc and ccache.
 
-One project copy per module, built in order: first build, no-op, touch one .cu, edit one .cu,
-delete the build dir, a compile error, a changed arch list, a held lock.
+On the loop_project fixture (one copy per module, built in order): first build, no-op, touch
+one .cu, edit one .cu, delete the build dir, a compile error, a changed arch list, a held lock.
+On csrc/: a copy of this checkout, built after the session's csrc build (tests/conftest.py)
+so its TUs come from the compiler cache: first build, no-op, touch one kernel.
 """
 from __future__ import annotations
 
@@ -13,7 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from _loop import ROOT, build, copy_fixture, fx_value, have_build_tools, loop_env, set_fx_value
+from _loop import (
+    ROOT,
+    build,
+    checkout_env,
+    copy_checkout,
+    copy_fixture,
+    fx_value,
+    have_build_tools,
+    loop_env,
+    one_kernel_tu,
+    set_fx_value,
+)
 from buildtools import ninja
 
 pytestmark = [
@@ -179,3 +192,46 @@ def test_second_build_waits_for_the_lock_and_names_the_holder(project, tmp_path)
     finally:
         flag.touch()
         holder.wait(timeout=30)
+
+
+# -- csrc/ ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkout(kernloop_build, tmp_path_factory):
+    """A second copy of this checkout, built by `buildtools build` after the session's build."""
+    if kernloop_build.build_dir is None:
+        pytest.skip("KERNLOOP_TEST_INPLACE=1: no csrc build in this session to reuse")
+    src = copy_checkout(tmp_path_factory.mktemp("checkout") / "kernloop")
+    env = checkout_env()
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    return src, env, summary
+
+
+def test_csrc_build_in_a_new_tree_is_served_from_the_cache(checkout):
+    src, env, first = checkout
+    assert set(first["linked"]) == {"_C.abi3.so", "_moe_C.abi3.so"}
+    assert {Path(f["path"]).name for f in first["installed"]} == {"_C.abi3.so", "_moe_C.abi3.so"}
+    assert all(Path(f["path"]).parent == src / "kernloop" for f in first["installed"])
+    cache = first["cache"]
+    # same flags as the session build, paths relative to the source dir: every TU a hit
+    assert cache["hits"] == len(first["rebuilt"]) and cache["misses"] == 0, cache
+
+
+def test_csrc_noop_and_touch_one_kernel(checkout):
+    src, env, _ = checkout
+    build_dir = src / "cmake-build-release"
+    rc, noop, err = build(src, env)
+    assert rc == 0, err
+    assert noop["ran"] == [] and noop["steps"]["configure"] == "not needed"
+
+    tu = one_kernel_tu(build_dir)
+    before = ninja.read_log(build_dir / ".ninja_log")
+    os.utime(src / tu)
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    ran = sorted(e.output for e in ninja.ran_between(before, ninja.read_log(build_dir / ".ninja_log")))
+    # that TU and the link of the module it belongs to; _moe_C and every other TU untouched
+    assert ran == sorted([f"CMakeFiles/_C.dir/{tu}.o", "_C.abi3.so"])
+    assert [f["changed"] for f in summary["installed"] if f["path"].endswith("_moe_C.abi3.so")] == [False]

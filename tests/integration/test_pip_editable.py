@@ -1,10 +1,12 @@
 """`pip install --no-build-isolation -e .` through buildtools.backend, with real pip/cmake/ninja/ccache.
 
-The fixture project uses the same backend as kernloop. pip installs into a throw-away venv
-that sees this environment's packages through a .pth file, so the shared venv is untouched.
+On the loop_project fixture (which uses the same backend) and on a copy of this checkout.
+pip installs into a throw-away venv that sees this environment's packages through a .pth
+file, so the shared venv is untouched.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from _loop import build, copy_fixture, fx_value, have_build_tools, loop_env, set_fx_value
+from _loop import (
+    build,
+    checkout_env,
+    copy_checkout,
+    copy_fixture,
+    fx_value,
+    have_build_tools,
+    loop_env,
+    one_kernel_tu,
+    set_fx_value,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -133,3 +145,62 @@ def test_no_torch_at_all_names_what_to_install(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "torch is not installed" in lines[0]
     assert "requirements/torch-cuda.txt" in lines[0] and "--no-build-isolation" in lines[0]
+
+
+# -- kernloop itself ----------------------------------------------------------------------------------
+
+MARKER = """
+// added by test_pip_editable: proves which build of the module is loaded
+extern "C" __attribute__((visibility("default"))) int kernloop_edit_marker(void) { return 42; }
+"""
+
+PROBE = """
+import ctypes, sys
+import kernloop, kernloop._C as c, kernloop._moe_C as m
+print(kernloop.__file__); print(c.__file__); print(m.__file__)
+try:
+    print(ctypes.CDLL(c.__file__).kernloop_edit_marker())
+except AttributeError:
+    print("no-marker")
+"""
+
+
+@pytest.fixture(scope="module")
+def kernloop_editable(kernloop_build, tmp_path_factory):
+    """A copy of this checkout: preset build (served from the session build's cache), then pip -e."""
+    if kernloop_build.build_dir is None:
+        pytest.skip("KERNLOOP_TEST_INPLACE=1: no csrc build in this session to reuse")
+    tmp = tmp_path_factory.mktemp("kl-pip")
+    src = copy_checkout(tmp / "kernloop")
+    env = checkout_env()
+    rc, _, err = build(src, env)
+    assert rc == 0, err
+    python = make_overlay_venv(tmp / "venv")
+    stats_log = tmp / "pip-ccache.log"
+    p = pip(python, "--no-build-isolation", "-e", ".", cwd=src, env={**env, "CCACHE_STATSLOG": str(stats_log)})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return src, env, python, ccache_log_stats({**env, "CCACHE_STATSLOG": str(stats_log)})
+
+
+def test_kernloop_pip_build_after_the_preset_build_is_cache_hits(kernloop_editable):
+    src, *_, stats = kernloop_editable
+    tus = len(json.loads((src / "cmake-build-pip" / "compile_commands.json").read_text()))
+    hits = stats["direct_cache_hit"] + stats["preprocessed_cache_hit"]
+    assert (hits, stats["cache_miss"]) == (tus, 0)
+
+
+def test_kernloop_editable_loads_what_the_preset_build_refreshes(kernloop_editable, tmp_path):
+    src, env, python, _ = kernloop_editable
+
+    def probe() -> list[str]:
+        return subprocess.run([str(python), "-c", PROBE], cwd=tmp_path, capture_output=True, text=True,
+                              check=True, timeout=300).stdout.split()  # fmt: skip
+
+    pkg = src / "kernloop"
+    assert probe() == [str(pkg / "__init__.py"), str(pkg / "_C.abi3.so"), str(pkg / "_moe_C.abi3.so"), "no-marker"]
+    tu = src / one_kernel_tu(src / "cmake-build-release")
+    tu.write_text(tu.read_text() + MARKER)
+    # the plain command from the README
+    subprocess.run(["cmake", "--build", "--preset", "release", "--target", "install"], cwd=src, env=env,
+                   check=True, capture_output=True, timeout=900)  # fmt: skip
+    assert probe()[-1] == "42"  # the module import kernloop loads is the one just built
