@@ -71,7 +71,7 @@ macro(kernloop_setup_cuda)
     message(STATUS "kernloop: CUDA kernels ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION} at ${CMAKE_CUDA_COMPILER}, "
                    "torch ${KERNLOOP_TORCH_VERSION}); CPU kernels are built too")
   else()
-    message(STATUS "kernloop: CPU-only build of the same ops (CUDA off: ${_kl_why}; torch ${KERNLOOP_TORCH_VERSION})")
+    message(STATUS "kernloop: CPU-only build of the same ops (CUDA off: ${_kl_why}), torch ${KERNLOOP_TORCH_VERSION}")
   endif()
   unset(_kl_mode)
   unset(_kl_nvcc)

@@ -46,6 +46,9 @@ class KernloopBuild:
     root: Path  # source tree whose kernloop/ holds the built modules
     build_dir: Path | None  # None for KERNLOOP_TEST_INPLACE
     log: str  # output of the presets generator and the workflow
+    cmake: str  # the cmake that built it
+    arch: str = TEST_ARCH  # TORCH_CUDA_ARCH_LIST of the build
+    extensions: tuple[str, ...] = EXTENSIONS
 
     def module_path(self, name: str) -> Path:
         return self.root / "kernloop" / f"{name}.abi3.so"
@@ -97,7 +100,7 @@ def build_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def kernloop_build(tmp_path_factory: pytest.TempPathFactory) -> KernloopBuild:
     if os.environ.get("KERNLOOP_TEST_INPLACE") == "1":
-        return KernloopBuild(root=REPO, build_dir=None, log="")
+        return KernloopBuild(root=REPO, build_dir=None, log="", cmake=tool("cmake"))
     root = tmp_path_factory.mktemp("kernloop-src")
     try:
         copy_tree(REPO, root)
@@ -107,8 +110,9 @@ def kernloop_build(tmp_path_factory: pytest.TempPathFactory) -> KernloopBuild:
     log: list[str] = []
     run_logged([sys.executable, "tools/generate_presets.py", "--force-overwrite", "--arch", TEST_ARCH,
                 "--source-dir", str(root)], root, env, log, timeout=300)
-    run_logged([tool("cmake"), "--workflow", "--preset", "release"], root, env, log, timeout=3000)
-    return KernloopBuild(root=root, build_dir=root / "cmake-build-release", log="\n".join(log))
+    cmake = tool("cmake")
+    run_logged([cmake, "--workflow", "--preset", "release"], root, env, log, timeout=3000)
+    return KernloopBuild(root=root, build_dir=root / "cmake-build-release", log="\n".join(log), cmake=cmake)
 
 
 @pytest.fixture(scope="session")
