@@ -596,7 +596,7 @@ def _locked_build(
             rc = proc.stream(argv, record, cwd=source_dir, env=env)
             if rc != 0:
                 diag = ninja.first_error(lines)
-                return _failed(options, build_dir, log_path, start, steps, f"configure failed (exit {rc})", diag)
+                return _failed(options, build_dir, log_path, start, steps, f"configure failed (cmake --preset exited {rc})", diag)
             steps.append(f"configure: ran ({reason})")
             state = {"fingerprint": fingerprint, "preset": preset.digest}
             _write_state(build_dir, state)
@@ -634,7 +634,7 @@ def _locked_build(
         warnings = sum(1 for l in lines if _WARNING_RE.search(l) and not l.startswith("@@kl"))
         if rc != 0:
             diag = ninja.first_error(lines)
-            return _failed(options, build_dir, log_path, start, steps, f"build failed (exit {rc})", diag, ran, stats, warnings)
+            return _failed(options, build_dir, log_path, start, steps, f"build failed (cmake --build exited {rc})", diag, ran, stats, warnings)
         steps.append(f"build: {' '.join(argv[1:])}")
 
         # -- install --------------------------------------------------------------------------
@@ -646,7 +646,7 @@ def _locked_build(
                 installed = install_atomically(cmake, build_dir, prefix, env=env, on_line=record)
             except _InstallFailed as exc:
                 diag = ninja.first_error(lines)
-                return _failed(options, build_dir, log_path, start, steps, f"install failed (exit {exc.rc})", diag, ran, stats, warnings)
+                return _failed(options, build_dir, log_path, start, steps, f"install failed (cmake --install exited {exc.rc})", diag, ran, stats, warnings)
             steps.append(f"install: into {prefix}")
     finally:
         log.close()
