@@ -54,6 +54,7 @@ __all__ = [
     "install_atomically",
     "run_build",
     "write_presets",
+    "terminate_as_interrupt",
 ]
 
 STATE_NAME = ".kernloop-state.json"
@@ -202,6 +203,19 @@ def clean_build_dir(build_dir: Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def terminate_as_interrupt() -> None:
+    """Treat SIGTERM like Ctrl-C in a command's main thread: the children run in their own
+    sessions, so without this a ``kill`` would end us but leave ninja building, unlocked."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, handler)
 
 
 # --------------------------------------------------------------------------------------------

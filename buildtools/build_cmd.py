@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .build import BuildOptions, run_build
+    from .build import BuildOptions, run_build, terminate_as_interrupt
     from .errors import KernloopError
 
     source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         clean=args.clean,
         progress=False if args.no_progress else None,
     )
+    terminate_as_interrupt()
     result = run_build(options)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -161,7 +161,10 @@ def _cycle(options: WatchOptions, out: TextIO, build: Callable[..., BuildResult]
         out.write(line + "\n")
         out.flush()
 
-    rc = proc.stream(argv, echo, cwd=options.source_dir, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # The kernel tests build csrc/ in a temp copy unless told to test the tree's own modules,
+    # which this loop has just built and installed.
+    env = {"KERNLOOP_TEST_INPLACE": "1", **os.environ, "PYTHONUNBUFFERED": "1"}
+    rc = proc.stream(argv, echo, cwd=options.source_dir, env=env)
     out.write(f"tests {'passed' if rc == 0 else f'FAILED (pytest exit {rc})'}\n")
     out.flush()
     return rc == 0

@@ -34,6 +34,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .errors import KernloopError
+    from .build import terminate_as_interrupt
     from .watch import WatchOptions, watch_loop
 
     rest = list(args.pytest_args or [])
@@ -51,4 +52,5 @@ def run(args: argparse.Namespace) -> int:
         initial=not args.no_initial,
         progress=False if args.no_progress else None,
     )
+    terminate_as_interrupt()
     return watch_loop(options)

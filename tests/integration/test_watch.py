@@ -170,3 +170,15 @@ def test_ctrl_c_during_a_rebuild_leaves_nothing_half_written(project):
     rc, summary, err = build(src, env)  # and the next build finishes the job
     assert rc == 0, err
     assert fx_value(src) == 6
+
+
+def test_sigterm_stops_like_ctrl_c(project):
+    src, env = project
+    w = Watch(src, env)
+    try:
+        w.expect(r"^watching ")
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(timeout=120) == 130
+    finally:
+        w.close()
+    assert not (src / "cmake-build-release" / INFO_NAME).exists()
