@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,10 +53,16 @@ def test_no_compilations():
     assert ccache.parse_ccache_counters({}).hit_rate is None
 
 
-@pytest.mark.skipif(not shutil.which("ccache") or not shutil.which("c++"), reason="needs ccache and c++")
+def _ccache() -> str | None:
+    local = Path(sys.executable).parent / "ccache"  # the venv's, even when the venv is not on PATH
+    found = str(local) if local.exists() else shutil.which("ccache")
+    return os.path.abspath(found) if found else None
+
+
+@pytest.mark.skipif(not _ccache() or not shutil.which("c++"), reason="needs ccache and c++")
 def test_probe_counts_only_this_builds_compiles_with_real_ccache(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("CCACHE_DIR", str(tmp_path / "cache"))
-    exe = os.path.abspath(shutil.which("ccache"))
+    exe = _ccache()
     probe = ccache.probe_for(exe, tmp_path / "probe")
     assert probe is not None and probe.kind == "ccache"
     (tmp_path / "probe").mkdir()
