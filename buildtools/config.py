@@ -53,6 +53,7 @@ CONFIG_KEYS = {
     "default-cuda-archs": "default_cuda_archs",
     "launcher": "launcher",
     "cache-dir": "cache_dir",
+    "cuda-variant-packages": "cuda_variant_packages",
 }
 
 
@@ -67,6 +68,8 @@ class BuildConfig:
     default_cuda_archs: tuple[str, ...] = DEFAULT_CUDA_ARCHS
     launcher: str = "auto"  # auto | ccache | sccache | none
     cache_dir: Path | None = None  # CCACHE_DIR / SCCACHE_DIR; None: the launcher's own default
+    # Packages shipped as CUDA-major variants (<pkg>-cu12, <pkg>-cu13), for `wheels align`.
+    cuda_variant_packages: tuple[str, ...] = ()
     source: str = "built-in defaults"
     warnings: tuple[str, ...] = ()
 
@@ -125,6 +128,11 @@ def config_from_table(table: Mapping[str, Any], where: str) -> BuildConfig:
                 raise KernloopError(f"{where}: cache-dir must be a path string, got {value!r}",
                                     f"fix cache-dir in {where}")
             values[attr] = Path(value).expanduser()
+        elif attr == "cuda_variant_packages":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise KernloopError(f"{where}: {key} must be a list of package names, got {value!r}",
+                                    f'e.g. {key} = ["nixl"]')
+            values[attr] = tuple(v.strip() for v in value)
     source = f"{where} [tool.buildtools]" if table else "built-in defaults"
     return BuildConfig(**values, source=source, warnings=tuple(warnings))
 

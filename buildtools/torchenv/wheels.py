@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 from packaging.version import InvalidVersion, Version
 
 from .. import proc
+from ..config import load_config
 from ..errors import KernloopError
 
 __all__ = [
@@ -34,10 +35,8 @@ __all__ = [
     "run_commands",
 ]
 
-# [tool.buildtools] key listing packages shipped as CUDA-major variants (kebab-case like the others;
-# the snake_case spelling is accepted too).
+# [tool.buildtools] key listing packages shipped as CUDA-major variants (read by buildtools.config).
 CONFIG_KEY = "cuda-variant-packages"
-_CONFIG_KEYS = (CONFIG_KEY, "cuda_variant_packages")
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
@@ -68,28 +67,7 @@ def parse_package_arg(text: str) -> PackageRequest:
 
 def configured_packages(project: Path) -> list[str]:
     """``[tool.buildtools] cuda-variant-packages`` from ``project/pyproject.toml`` ([] when absent)."""
-    path = Path(project) / "pyproject.toml"
-    if not path.is_file():
-        return []
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh).get("tool", {}).get("buildtools", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise KernloopError(f"{path}: invalid TOML ({exc})", f"fix {path}") from None
-    except OSError as exc:
-        raise KernloopError(f"cannot read {path}: {exc.strerror or exc}") from None
-    for key in _CONFIG_KEYS:
-        if key in table:
-            value = table[key]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise KernloopError(f"{path}: [tool.buildtools] {key} must be a list of package names",
-                                    f'e.g. {CONFIG_KEY} = ["nixl"]')
-            return value
-    return []
+    return list(load_config(Path(project)).cuda_variant_packages)
 
 
 @dataclass(frozen=True)

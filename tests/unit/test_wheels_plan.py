@@ -98,8 +98,6 @@ def test_configured_packages(tmp_path):
     assert configured_packages(tmp_path) == []
     (tmp_path / "pyproject.toml").write_text('[tool.buildtools]\ncuda-variant-packages = ["nixl", "deep_ep"]\n')
     assert configured_packages(tmp_path) == ["nixl", "deep_ep"]
-    (tmp_path / "pyproject.toml").write_text('[tool.buildtools]\ncuda_variant_packages = ["nixl"]\n')
-    assert configured_packages(tmp_path) == ["nixl"]
     (tmp_path / "pyproject.toml").write_text('[tool.buildtools]\ncuda-variant-packages = "nixl"\n')
     with pytest.raises(KernloopError, match="must be a list"):
         configured_packages(tmp_path)
