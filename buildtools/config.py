@@ -18,22 +18,19 @@ __all__ = ["BuildConfig", "load_config", "config_from_table", "LAUNCHERS", "CONF
 
 LAUNCHERS = ("auto", "ccache", "sccache", "none")
 
-# Peak RSS of one compile job, by TU kind (GiB). How they were measured:
-#   /usr/bin/time -v <compiler command from compile_commands.json>, "Maximum resident set size",
-#   g++ 12.2 -O3 -std=c++20, nvcc 13.0, one arch, torch 2.14.1 headers, 2-core/23 GiB machine.
-# - torch glue .cpp with light headers (torch/library.h, ATen/core/Tensor.h, c10/cuda/CUDAStream.h):
-#   a representative glue file (one op: input checks, stream, TORCH_LIBRARY registration) peaked at
-#   0.47 GiB (-O3) / 0.56 GiB (-O2 -g). 1.5 GiB is a provisional default with headroom for the larger
-#   registration TUs; re-measure on csrc/ once all TUs exist and set it in pyproject.toml.
-# - torch-free .cu (raw pointers + cudaStream_t): 0.2 GB for one arch (design notes); nvcc --threads N
-#   runs up to N per-arch device compilations at once, so the planner scales this by NVCC_THREADS.
+# Peak RSS of one compile job, by TU kind (GiB), measured on this project's csrc/ with /usr/bin/time -v
+# as CMAKE_<LANG>_COMPILER_LAUNCHER ("Maximum resident set size", nvcc's children included): cold,
+# no ccache, -j1, Release, sm_90, g++ 12.2 -std=c++20, nvcc 13.0, torch 2.14.1+cu130 headers.
+# - torch glue .cpp (light headers): torch_bindings.cpp 480 MB, ops.cpp/moe_ops.cpp 421 MB (CUDA
+#   build; 305 MB CPU-only). Default 0.75 GiB = the heaviest plus ~50 % for compiler/flag drift.
+# - torch-free .cu: 198 MB (one arch, --threads 1); 205 MiB with 4 archs --threads 1, 421 MiB with
+#   --threads 4, i.e. ~0.2 GB per concurrent device compilation: the planner scales by NVCC_THREADS.
+# - link of _C/_moe_C: 73 MB. Default 0.25 GiB leaves room for -g builds.
 # - a .cu that includes ATen/cuda headers: 2.7 GB. This project keeps torch out of .cu files; a project
 #   that does not should set ram-per-cuda-job-gib = 2.7.
-DEFAULT_CXX_JOB_GIB = 1.5
+DEFAULT_CXX_JOB_GIB = 0.75
 DEFAULT_CUDA_JOB_GIB = 0.25
-# Linking _C/_moe_C against libtorch: well below a glue TU; bounded separately so a link-heavy
-# project can raise it.
-DEFAULT_LINK_JOB_GIB = 1.0
+DEFAULT_LINK_JOB_GIB = 0.25
 # nvcc --threads only helps across archs; beyond 4 the per-arch steps rarely outnumber the cores
 # ninja would otherwise use for other TUs.
 DEFAULT_MAX_NVCC_THREADS = 4

@@ -186,7 +186,7 @@ def test_unlisted_nvcc_archs_leave_the_list_unchecked_with_a_warning():
     ],
 )
 def test_cpu_only_plan_has_no_cuda_variables_and_says_why(facts_kwargs, why):
-    plan = make_plan(make_facts(**facts_kwargs))
+    plan = make_plan(make_facts(**facts_kwargs), None, BuildConfig(ram_per_cxx_job_gib=1.5))
     assert plan.platform.value == "cpu" and not plan.cuda
     assert plan.platform.reason.startswith("CPU-only plan: ") and why in plan.platform.reason
     assert plan.cache_variables["KERNLOOP_ENABLE_CUDA"] == "OFF"
