@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# From a fresh clone to importable kernels: environment, presets, build, install, import check.
-# Extra arguments go to the presets generator (e.g. --arch 9.0, --jobs 4).
+# From a fresh clone to importable kernels: environment, presets for this machine, build, install,
+# import check. Extra arguments go to `python -m buildtools build` (e.g. --preset debug); planner
+# overrides come from the environment: MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE.
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv
 cd "$ROOT"
-echo "==> writing CMakeUserPresets.json"
-"$PY" tools/generate_presets.py --force-overwrite "$@"
-echo "==> building and installing the kernels into kernloop/"
-cmake --workflow --preset release
+echo "==> presets, configure, build, install (python -m buildtools build)"
+"$PY" -m buildtools build "$@"
 "$PY" -c "import kernloop; print('kernloop ready:', ', '.join(kernloop.available_ops()))"
