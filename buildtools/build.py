@@ -61,7 +61,7 @@ STATE_NAME = ".kernloop-state.json"
 LOG_NAME = "kernloop-build.log"
 PRESET_FILES = ("CMakePresets.json", "CMakeUserPresets.json")
 # The planner reads these; a change must regenerate the presets like a new toolchain does.
-OVERRIDE_VARS = ("MAX_JOBS", "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "CMAKE_BUILD_TYPE")
+OVERRIDE_VARS = ("MAX_JOBS", "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "CMAKE_BUILD_TYPE", "KERNLOOP_RAM_BUDGET")
 
 
 # --------------------------------------------------------------------------------------------

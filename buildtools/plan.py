@@ -15,6 +15,7 @@ compile and link jobs fits in RAM.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -60,6 +61,18 @@ def _int_at_least_1(text: object, source: str) -> int:
     return value
 
 
+_UNITS = {"": GIB, "g": GIB, "gb": GIB, "gib": GIB, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
+
+
+def _ram_bytes(text: object, source: str) -> int:
+    """``"1.5G"``, ``"1536M"``, ``"2"`` (GiB) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(text).lower())
+    value = float(m.group(1)) * _UNITS[m.group(2)] if m and m.group(2) in _UNITS else 0
+    if value < 1024**2:
+        raise KernloopError(f"{_setting(source, text)}: not a RAM size", _fix(source, "a size like 1.5G or 1536M"))
+    return int(value)
+
+
 def _build_type(text: object, source: str) -> str:
     for name in BUILD_TYPES:
         if name.lower() == str(text).strip().lower():
@@ -76,6 +89,7 @@ class Overrides:
     device_threads: Override[int] | None = None  # NVCC_THREADS for CUDA
     archs: Override[str] | None = None  # raw list, parsed by the platform ("8.0;9.0+PTX")
     build_type: Override[str] | None = None
+    ram_budget: Override[int] | None = None  # bytes; replaces the detected available RAM
 
     @classmethod
     def from_sources(
@@ -85,11 +99,12 @@ class Overrides:
         nvcc_threads: int | str | None = None,
         arch: str | None = None,
         build_type: str | None = None,
+        ram_budget: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Overrides:
         """Flags (``None``: not given) over env vars (``MAX_JOBS``, ``NVCC_THREADS``,
-        ``TORCH_CUDA_ARCH_LIST``, ``CMAKE_BUILD_TYPE``; empty means unset). Raises KernloopError on
-        a malformed value, naming the flag or variable."""
+        ``TORCH_CUDA_ARCH_LIST``, ``CMAKE_BUILD_TYPE``, ``KERNLOOP_RAM_BUDGET``; empty means unset).
+        Raises KernloopError on a malformed value, naming the flag or variable."""
         env = env or {}
 
         def pick(flag_value: Any, flag: str, var: str) -> tuple[Any, str] | None:
@@ -110,6 +125,8 @@ class Overrides:
             out["archs"] = Override(str(p[0]).strip(), p[1])
         if (p := pick(build_type, "--build-type", "CMAKE_BUILD_TYPE")) is not None:
             out["build_type"] = Override(_build_type(p[0], p[1]), p[1])
+        if (p := pick(ram_budget, "--ram-budget", "KERNLOOP_RAM_BUDGET")) is not None:
+            out["ram_budget"] = Override(_ram_bytes(p[0], p[1]), p[1])
         return cls(**out)
 
 
@@ -219,6 +236,13 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     platform, platform_reason = select(facts, platforms)
     cores = max(1, facts.cpus.usable)
     ram_bytes = max(0, facts.memory.available_bytes)
+    ram_label = "RAM"
+    if overrides.ram_budget is not None:
+        # A budget lower than what is free (a shared machine, a benchmark) or, with a warning, higher.
+        rb = overrides.ram_budget
+        if rb.value > ram_bytes:
+            warnings.append(f"RAM budget {_gib(rb.value)} from {rb.source} exceeds the available {_gib(ram_bytes)}")
+        ram_bytes, ram_label = rb.value, f"RAM budget ({rb.source})"
     device = platform.plan_device(facts, overrides, config, cores)
     warnings += device.warnings
     threads = device.threads.value if device.threads else 1
@@ -239,9 +263,9 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     by_ram = ram_bytes // per_job_bytes
     safe = max(1, min(by_cores, by_ram))
     cores_term = f"cores {cores} / {label} {threads}" if label else f"cores {cores}"
-    safe_reason = f"min({cores_term}, RAM {_gib(ram_bytes)} / {per_job_gib:.1f} GiB per job)"
+    safe_reason = f"min({cores_term}, {ram_label} {_gib(ram_bytes)} / {per_job_gib:.1f} GiB per job)"
     if by_ram < 1:
-        warnings.append(f"available RAM {_gib(ram_bytes)} is below the estimate for one job "
+        warnings.append(f"{'available RAM' if ram_label == 'RAM' else ram_label} {_gib(ram_bytes)} is below the estimate for one job "
                         f"({per_job_gib:.1f} GiB); planning 1 job -- the build may swap or be killed")
         safe_reason += ", at least 1"
     if overrides.jobs is not None:
@@ -255,7 +279,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     link_bytes = math.ceil(config.ram_per_link_job_gib * GIB)
     link_by_ram = ram_bytes // link_bytes
     link = max(1, min(jobs.value // 2, link_by_ram))
-    link_jobs = Decision(link, f"min(jobs {jobs.value} / 2, RAM {_gib(ram_bytes)} / "
+    link_jobs = Decision(link, f"min(jobs {jobs.value} / 2, {ram_label} {_gib(ram_bytes)} / "
                                f"{config.ram_per_link_job_gib:.1f} GiB per link), at least 1")
 
     # -- build type ------------------------------------------------------------------------------
