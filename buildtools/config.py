@@ -51,6 +51,7 @@ CONFIG_KEYS = {
     "launcher": "launcher",
     "cache-dir": "cache_dir",
     "cuda-variant-packages": "cuda_variant_packages",
+    "remote-cache": "remote_cache",
 }
 
 
@@ -67,6 +68,8 @@ class BuildConfig:
     cache_dir: Path | None = None  # CCACHE_DIR / SCCACHE_DIR; None: the launcher's own default
     # Packages shipped as CUDA-major variants (<pkg>-cu12, <pkg>-cu13), for `wheels align`.
     cuda_variant_packages: tuple[str, ...] = ()
+    # A shared compiler cache URL (buildtools.remote_cache); the flag and KERNLOOP_REMOTE_CACHE win.
+    remote_cache: str | None = None
     source: str = "built-in defaults"
     warnings: tuple[str, ...] = ()
 
@@ -130,6 +133,12 @@ def config_from_table(table: Mapping[str, Any], where: str) -> BuildConfig:
                 raise KernloopError(f"{where}: {key} must be a list of package names, got {value!r}",
                                     f'e.g. {key} = ["nixl"]')
             values[attr] = tuple(v.strip() for v in value)
+        elif attr == "remote_cache":
+            from .remote_cache import check_url
+
+            if not isinstance(value, str):
+                raise KernloopError(f"{where}: {key} must be a URL string, got {value!r}", f"fix {key} in {where}")
+            values[attr] = check_url(value, f"{where} [tool.buildtools] {key}")
     source = f"{where} [tool.buildtools]" if table else "built-in defaults"
     return BuildConfig(**values, source=source, warnings=tuple(warnings))
 

