@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, TextIO
 
-from . import ccache, ninja, proc
+from . import ccache, ninja, proc, remote_cache
 from .errors import KernloopError
 from .facts import Facts
 from .lock import LOCK_FILES, BuildLock, Holder
@@ -61,7 +61,8 @@ STATE_NAME = ".kernloop-state.json"
 LOG_NAME = "kernloop-build.log"
 PRESET_FILES = ("CMakePresets.json", "CMakeUserPresets.json")
 # The planner reads these; a change must regenerate the presets like a new toolchain does.
-OVERRIDE_VARS = ("MAX_JOBS", "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "CMAKE_BUILD_TYPE", "KERNLOOP_RAM_BUDGET")
+OVERRIDE_VARS = ("MAX_JOBS", "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "CMAKE_BUILD_TYPE", "KERNLOOP_RAM_BUDGET",
+                 remote_cache.URL_VAR, remote_cache.MODE_VAR)
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
     def prog(p: Any) -> list[str] | None:
         return None if p is None else [str(p.path), str(p.version)]
 
-    return {
+    fingerprint = {
         "python": [str(facts.python.executable), facts.python.version],
         "torch": None if facts.torch is None else [facts.torch.version, str(facts.torch.root), facts.torch.cuda],
         "nvcc": None if facts.nvcc is None else [str(facts.nvcc.path), facts.nvcc.version],
@@ -85,6 +86,12 @@ def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
         "sccache": prog(facts.sccache),
         "overrides": {k: env[k] for k in OVERRIDE_VARS if str(env.get(k, "")).strip()},
     }
+    # The shared cache lives in the presets' environment: a new [tool.buildtools] remote-cache
+    # must rewrite them too (only present when set, so other builds keep their fingerprint).
+    configured = remote_cache.configured_url(facts.source_dir)
+    if configured:
+        fingerprint["remote_cache"] = configured
+    return fingerprint
 
 
 def read_cmake_cache(build_dir: Path) -> dict[str, str]:
@@ -109,6 +116,7 @@ class ResolvedPreset:
     binary_dir: Path
     digest: str  # of everything that feeds the configure step (after inheritance)
     has_build_preset: bool
+    environment: Mapping[str, str] = field(default_factory=dict)  # the preset's own, macros expanded
 
 
 def _load_presets(source_dir: Path) -> list[dict[str, Any]]:
@@ -175,7 +183,8 @@ def resolve_preset(source_dir: Path, name: str) -> ResolvedPreset | None:
     if not binary_dir.is_absolute():
         binary_dir = source_dir / binary_dir
     digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return ResolvedPreset(name, binary_dir, digest, name in builds)
+    environment = {str(k): _expand(str(v), source_dir, name) for k, v in full["environment"].items() if v is not None}
+    return ResolvedPreset(name, binary_dir, digest, name in builds, environment)
 
 
 def configure_reason(build_dir: Path, state: Mapping[str, Any], preset: ResolvedPreset, fingerprint: Mapping[str, Any]) -> str | None:
@@ -428,6 +437,8 @@ class BuildResult:
             lines.append(f"  linked: {', '.join(Path(p).name for p in self.linked)}")
         if self.cache is not None:
             lines.append(f"  compiler cache: {self.cache.describe()}")
+            if (remote_warning := self.cache.remote_warning()) is not None:
+                lines.append(f"warning: {remote_warning}")
         slow = ninja.slowest(self.ran, 5)
         if slow and len(tus) > 1:
             lines.append("  slowest TUs: " + ", ".join(f"{ninja.source_of(e.output)} {e.duration_ms / 1000:.1f}s" for e in slow))
@@ -457,6 +468,9 @@ class BuildResult:
             "cache": None if self.cache is None else {
                 "tool": self.cache.tool, "hits": self.cache.hits, "misses": self.cache.misses,
                 "uncacheable": self.cache.uncacheable, "hit_rate": self.cache.hit_rate,
+                "remote": self.cache.remote, "local_hits": self.cache.local_hits,
+                "remote_hits": self.cache.remote_hits, "remote_errors": self.cache.remote_errors,
+                "warning": self.cache.remote_warning(),
             },
             "slowest": [{"source": ninja.source_of(e.output), "seconds": e.duration_ms / 1000} for e in ninja.slowest(self.ran, 5)],
             "installed": [{"path": str(f.path), "changed": f.changed} for f in self.installed],
@@ -621,6 +635,8 @@ def _locked_build(
         cache_vars = read_cmake_cache(build_dir)
         launcher = cache_vars.get("CMAKE_CXX_COMPILER_LAUNCHER") or cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")
         probe = ccache.probe_for(launcher, build_dir)
+        if probe is not None:
+            _shared_cache(probe, {**env, **preset.environment} if preset.has_build_preset else env, say)
         build_env = {**env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if options.target == "install" else options.target
         if preset.has_build_preset:
@@ -666,6 +682,19 @@ def _locked_build(
         log.close()
 
     return BuildResult(True, options.preset, build_dir, log_path, time.monotonic() - start, tuple(steps), ran, stats, installed, None, warnings)
+
+
+def _shared_cache(probe: ccache.CacheProbe, env: Mapping[str, str], say: Callable[[str], None]) -> None:
+    """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
+    and for sccache start its server with it -- or without it, and one warning, when it is down."""
+    given = env
+    env = {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v) for k, v in given.items()}
+    endpoint = remote_cache.endpoint_from_env(probe.kind, env)
+    if endpoint is None:
+        return
+    probe.remote = endpoint.description
+    if probe.kind == "sccache" and remote_cache.prepare_sccache(probe.program, env, say):
+        probe.remote += ", unreachable: not used"
 
 
 def _failed(

@@ -29,6 +29,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clean", action="store_true", help="empty the build directory first")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="one line per step instead of a progress bar")
+    p.add_argument("--remote-cache", metavar="URL",
+                   help="shared compiler cache behind the local one (redis://, http://, file://, s3://, or off; "
+                   "env KERNLOOP_REMOTE_CACHE; [tool.buildtools] remote-cache); see docs/shared-cache.md")
+    p.add_argument("--remote-cache-mode", metavar="MODE",
+                   help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
     p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
     p.set_defaults(func=run)
 
@@ -47,8 +52,20 @@ def run(args: argparse.Namespace) -> int:
         clean=args.clean,
         progress=False if args.no_progress else None,
     )
+    env = dict(os.environ)
+    if args.remote_cache is not None or args.remote_cache_mode is not None:
+        from .plan import Overrides
+        from .remote_cache import MODE_VAR, URL_VAR
+
+        # Checked here so that a bad value is one error naming the flag, before anything runs;
+        # the planner reads them from the environment like every other override.
+        flags = Overrides.from_sources(remote_cache=args.remote_cache, remote_cache_mode=args.remote_cache_mode)
+        if flags.remote_cache is not None:
+            env[URL_VAR] = flags.remote_cache.value
+        if flags.remote_cache_mode is not None:
+            env[MODE_VAR] = flags.remote_cache_mode.value
     terminate_as_interrupt()
-    result = run_build(options)
+    result = run_build(options, env=env)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     print(result.summary(), file=sys.stderr)

@@ -36,6 +36,11 @@ class CacheStats:
     misses: int
     uncacheable: int  # compiler calls the cache could not serve (links, unsupported options, errors)
     exact: bool  # False: a server-wide diff that may include other builds (sccache)
+    # With a shared cache (buildtools.remote_cache): where the hits came from, and its failures.
+    local_hits: int | None = None  # None: not split (no shared cache, or sccache did not say)
+    remote_hits: int | None = None
+    remote_errors: int = 0  # failed or timed-out remote operations
+    remote: str | None = None  # "redis://host:6379 (read-only)"
 
     @property
     def lookups(self) -> int:
@@ -52,9 +57,20 @@ class CacheStats:
         text = f"{self.tool}: {self.hits}/{self.lookups} hits{rate}"
         if self.uncacheable:
             text += f", {self.uncacheable} not cacheable"
+        if self.remote is not None:
+            if self.local_hits is not None and self.remote_hits is not None:
+                text += f"; local {self.local_hits}, remote {self.remote_hits} from {self.remote}"
+            else:
+                text += f"; shared cache {self.remote}"
         if not self.exact:
             text += " (server-wide; includes concurrent builds)"
         return text
+
+    def remote_warning(self) -> str | None:
+        """One line when the shared cache failed during the build (it never fails the build)."""
+        from .remote_cache import errors_warning
+
+        return errors_warning(self.remote, self.remote_errors, self.tool) if self.remote is not None else None
 
 
 def launcher_kind(launcher: str | os.PathLike[str] | None) -> str | None:
@@ -94,13 +110,21 @@ _CCACHE_UNCACHEABLE = (
 )  # fmt: skip
 
 
-def parse_ccache_counters(counters: Mapping[str, int]) -> CacheStats:
+def parse_ccache_counters(counters: Mapping[str, int], remote: str | None = None) -> CacheStats:
+    """``remote``: the shared cache the build used (its hits are split into local and remote)."""
+    def n(key: str) -> int:
+        return int(counters.get(key, 0))
+
     return CacheStats(
         tool="ccache",
-        hits=sum(int(counters.get(k, 0)) for k in _CCACHE_HITS),
-        misses=sum(int(counters.get(k, 0)) for k in _CCACHE_MISSES),
-        uncacheable=sum(int(counters.get(k, 0)) for k in _CCACHE_UNCACHEABLE),
+        hits=sum(n(k) for k in _CCACHE_HITS),
+        misses=sum(n(k) for k in _CCACHE_MISSES),
+        uncacheable=sum(n(k) for k in _CCACHE_UNCACHEABLE),
         exact=True,
+        local_hits=n("local_storage_hit") if remote is not None else None,
+        remote_hits=n("remote_storage_hit") if remote is not None else None,
+        remote_errors=n("remote_storage_error") + n("remote_storage_timeout"),
+        remote=remote,
     )
 
 
@@ -114,21 +138,48 @@ def _sccache_totals(data: Mapping) -> tuple[int, int, int]:
     return total("cache_hits"), total("cache_misses"), uncacheable
 
 
-def parse_sccache_json(before: Mapping, after: Mapping) -> CacheStats:
+def _sccache_levels(data: Mapping) -> tuple[int, int, int] | None:
+    """(local hits, remote hits, remote write failures) from a multi-level server's stats; None
+    when it reports no levels (one level, or a read-only server)."""
+    levels = (data.get("stats", {}) or {}).get("multi_level") or []
+    if len(levels) < 2:
+        return None
+    hits = [int(level.get("hits", 0)) for level in levels]
+    return hits[0], sum(hits[1:]), sum(int(level.get("write_failures", 0)) for level in levels[1:])
+
+
+def _sccache_remote_errors(data: Mapping) -> int:
+    stats = data.get("stats", {}) or {}
+    levels = _sccache_levels(data)
+    return int(stats.get("cache_read_errors", 0)) + int(stats.get("cache_timeouts", 0)) + (levels[2] if levels else 0)
+
+
+def parse_sccache_json(before: Mapping, after: Mapping, remote: str | None = None) -> CacheStats:
     b, a = _sccache_totals(before), _sccache_totals(after)
-    if any(x < y for x, y in zip(a, b)):  # the server restarted in between: its counters began at 0
+    restarted = any(x < y for x, y in zip(a, b))
+    if restarted:  # the server restarted in between: its counters began at 0
         b = (0, 0, 0)
-    return CacheStats("sccache", a[0] - b[0], a[1] - b[1], a[2] - b[2], exact=False)
+    local = remote_hits = None
+    errors = 0
+    if remote is not None:
+        la, lb = _sccache_levels(after), (None if restarted else _sccache_levels(before))
+        if la is not None:
+            lb = lb or (0, 0, 0)
+            local, remote_hits = la[0] - lb[0], la[1] - lb[1]
+        errors = _sccache_remote_errors(after) - (0 if restarted else _sccache_remote_errors(before))
+    return CacheStats("sccache", a[0] - b[0], a[1] - b[1], a[2] - b[2], exact=False,
+                      local_hits=local, remote_hits=remote_hits, remote_errors=max(0, errors), remote=remote)
 
 
 class CacheProbe:
     """Counts one build's cache hits: ``env()`` goes into the build's environment,
     ``begin()`` before it starts, ``end()`` after it finishes (None if unreadable)."""
 
-    def __init__(self, kind: str, program: Path, build_dir: Path) -> None:
+    def __init__(self, kind: str, program: Path, build_dir: Path, remote: str | None = None) -> None:
         self.kind = kind
         self.program = Path(program)
         self.build_dir = Path(build_dir)
+        self.remote = remote  # the shared cache this build uses, if any (for the hit split)
         self._log = self.build_dir / ".kernloop-ccache-stats.log"
         self._before: dict | None = None
 
@@ -144,7 +195,7 @@ class CacheProbe:
     def end(self) -> CacheStats | None:
         if self.kind == "ccache":
             if not self._log.exists():
-                return parse_ccache_counters({})  # nothing was compiled
+                return parse_ccache_counters({}, self.remote)  # nothing was compiled
             res = proc.try_run(
                 [self.program, "--print-log-stats", "--format", "json"],
                 env={**os.environ, **self.env()},
@@ -152,13 +203,13 @@ class CacheProbe:
             if res is None or not res.ok:
                 return None
             try:
-                return parse_ccache_counters(json.loads(res.stdout))
+                return parse_ccache_counters(json.loads(res.stdout), self.remote)
             except (ValueError, TypeError):
                 return None
         after = self._sccache_stats()
         if self._before is None or after is None:
             return None
-        return parse_sccache_json(self._before, after)
+        return parse_sccache_json(self._before, after, self.remote)
 
     def _sccache_stats(self) -> dict | None:
         res = proc.try_run([self.program, "--show-stats", "--stats-format", "json"], timeout=30)

@@ -286,7 +286,9 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
         storage = remote.url + ("|read-only" if remote.read_only else "")
         env = {
             "CCACHE_REMOTE_STORAGE": storage,
-            "CCACHE_REMOTE_ONLY": "false",  # the local cache stays in front
+            # remote_only off: the local cache stays in front. ccache reads a boolean variable as
+            # true whenever it is set (CCACHE_REMOTE_ONLY=false is an error); NO<NAME> sets false.
+            "CCACHE_NOREMOTE_ONLY": "true",
             # Keys that match across machines: see the module docstring.
             "CCACHE_COMPILERCHECK": "%compiler% --version",
             "CCACHE_IGNOREOPTIONS": "--threads=*",
