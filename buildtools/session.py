@@ -10,6 +10,10 @@ pip backend call, so they all get the same numbers::
 
 Overrides come from ``PlanOptions.overrides``; by default they are read from the
 environment (MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE).
+
+Platforms come through ``buildtools.plugins``: the built-in CUDA and CPU and any installed
+plugin. Plugin patches are in force only inside ``plan_for`` (from their point to the plan) and
+are undone before it returns; ``plan_with_report`` also says what each plugin and patch did.
 """
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ from . import proc
 from .config import load_config
 from .errors import KernloopError
 from .facts import Facts
-from .plan import Overrides, Plan, make_plan
+from .plan import Overrides, Plan
+from .plugins import PluginReport, PluginSession
 
 if TYPE_CHECKING:
     from .detect import DetectOptions
 
-__all__ = ["PlanOptions", "plan_for", "validate_nvcc"]
+__all__ = ["PlanOptions", "plan_for", "plan_with_report", "validate_nvcc"]
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,30 @@ def _detect(options: PlanOptions, nvcc: Path | None) -> Facts:
 
 def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
     """Detect, fill in what is missing, plan. Raises KernloopError for anything the user must fix."""
+    facts, plan, _ = plan_with_report(options)
+    return facts, plan
+
+
+def plan_with_report(options: PlanOptions) -> tuple[Facts, Plan, PluginReport]:
+    """:func:`plan_for`, plus what the platform plugins and their patches did."""
     env = os.environ if options.env is None else options.env
     overrides = options.overrides if options.overrides is not None else Overrides.from_sources(env=env)
     config = load_config(options.source_dir)
     nvcc = options.detect.nvcc if options.detect is not None else options.nvcc
-    facts = _detect(options, nvcc)
+    # Plugins probe the same environment detection does.
+    plugin_env = options.detect.env if options.detect is not None and options.detect.env is not None else env
+    with PluginSession(plugin_env) as plugins:
+        plugins.apply("before-detection")
+        facts = plugins.run(_detect, options, nvcc)
+        facts = _complete(options, facts, nvcc, plugins)
+        facts = plugins.contribute(facts)
+        plan = plugins.plan(facts, overrides, config)
+        facts, plan = plugins.finish(facts, plan)
+        return facts, plan, plugins.report()
 
+
+def _complete(options: PlanOptions, facts: Facts, nvcc: Path | None, plugins: PluginSession) -> Facts:
+    """Refuse a Python without torch; on a terminal, ask for a missing nvcc when torch wants CUDA."""
     if facts.torch is None and options.require_torch:
         raise KernloopError(
             f"torch is not installed for {facts.python.executable}; the kernels are built against it",
@@ -98,6 +121,5 @@ def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
                 validate=validate_nvcc, allow_empty=True, interactive=True, **dict(options.prompt_io or {}),
             )
             if answer is not None:
-                facts = _detect(replace(options, nvcc=answer), answer)
-
-    return facts, make_plan(facts, overrides, config)
+                facts = plugins.run(_detect, replace(options, nvcc=answer), answer)
+    return facts

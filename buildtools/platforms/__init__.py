@@ -1,20 +1,25 @@
 """Build platforms, in order of preference; the first that can build on the facts is used.
 
-A new platform (e.g. ROCm) subclasses :class:`~buildtools.platforms.base.Platform`
-and is added to :data:`PLATFORMS` ahead of the CPU fallback.
+CUDA and CPU are built in. Other platforms (ROCm, XPU...) are plugins: a
+:class:`~buildtools.platforms.base.Platform` published under the entry point group
+``kernloop.platforms`` (see ``buildtools.plugins`` and docs/plugins.md). The session
+loads built-ins and plugins through the same loader and orders them by ``priority``;
+:data:`PLATFORMS` is the built-in pair, what the pure planner uses when given nothing else.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Decision, DevicePlan, Override, Platform
+from ..errors import KernloopError
+from .base import DEFAULT_PRIORITY, Decision, Detected, DevicePlan, Override, Platform
 from .cpu import CpuPlatform
 from .cuda import CudaPlatform
 
 if TYPE_CHECKING:
     from ..facts import Facts
 
-__all__ = ["PLATFORMS", "select", "Platform", "Decision", "DevicePlan", "Override"]
+__all__ = ["PLATFORMS", "select", "Platform", "Decision", "DevicePlan", "Detected", "Override",
+           "DEFAULT_PRIORITY"]
 
 PLATFORMS: tuple[Platform, ...] = (CudaPlatform(), CpuPlatform())
 
@@ -29,4 +34,6 @@ def select(facts: Facts, platforms: tuple[Platform, ...] = PLATFORMS) -> tuple[P
                 return platform, f"{platform.name.upper()}-only plan: " + "; ".join(skipped)
             return platform, f"{platform.name.upper()} plan"
         skipped.append(why_not)
-    raise AssertionError("the CPU platform is always available")  # registry invariant, not a user error
+    # Only reachable when the CPU fallback itself was disabled (KERNLOOP_DISABLE_PLUGINS, or it failed).
+    raise KernloopError("no build platform can build here" + (": " + "; ".join(skipped) if skipped else ""),
+                        "unset KERNLOOP_DISABLE_PLUGINS, or see the warnings above for a disabled platform")

@@ -1,29 +1,34 @@
-"""The small interface through which a build platform (CUDA, CPU; later ROCm...) shapes a plan.
+"""The small interface through which a build platform (CUDA, CPU, a plugin's ROCm...) shapes a plan.
 
 The planner (``buildtools.plan``) owns everything generic: cores, RAM, job pools,
 launcher choice, build type. A platform contributes only what depends on the
 device toolchain:
 
+- facts of its own, found after the core detection (:meth:`Platform.detect`, into ``Facts.extra``),
 - whether it can build on these facts (:meth:`Platform.unavailable`),
-- its device decisions: arch list and per-job device threads (:meth:`Platform.plan_device`),
+- its device decisions: arch list (its compiler's arch spelling and checks) and per-job device
+  threads (:meth:`Platform.plan_device`),
 - the peak RAM of its heaviest TU kind (:meth:`Platform.job_ram`),
 - which of its languages a compiler launcher may wrap (:meth:`Platform.launcher_languages`),
 - its CMake cache variables (:meth:`Platform.cache_variables`).
 
-Platforms are pure: they read facts and return values, never touch the machine.
+``detect`` is the only hook that may touch the machine (through ``buildtools.proc``); the
+others are pure: they read facts and return values. CUDA and CPU are built in; other
+platforms are plugins (entry point group ``kernloop.platforms``, see ``buildtools.plugins``
+and docs/plugins.md), loaded and guarded the same way.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Mapping, TypeVar
 
 if TYPE_CHECKING:  # annotations only; plan.py imports this module
     from ..config import BuildConfig
     from ..facts import Facts, Program
     from ..plan import Overrides
 
-__all__ = ["Decision", "Override", "DevicePlan", "Platform"]
+__all__ = ["Decision", "Override", "DevicePlan", "Detected", "Platform", "DEFAULT_PRIORITY"]
 
 T = TypeVar("T")
 
@@ -53,12 +58,35 @@ class DevicePlan:
     warnings: tuple[str, ...] = ()
 
 
-class Platform(ABC):
-    """A build platform. Subclasses are stateless singletons registered in ``buildtools.platforms``."""
+@dataclass(frozen=True)
+class Detected:
+    """What :meth:`Platform.detect` found: ``facts`` go to ``Facts.extra[platform.name]`` (None:
+    nothing to add), ``notes`` to ``Facts.notes`` (why a tool is absent, which one was picked)."""
 
-    name: ClassVar[str]  # "cuda", "cpu"
+    facts: Any = None
+    notes: tuple[str, ...] = ()
+
+
+# Platforms are tried by descending priority; the first that can build is used.
+DEFAULT_PRIORITY = 50
+
+
+class Platform(ABC):
+    """A build platform: a stateless object, built in or loaded from a plugin's entry point."""
+
+    name: ClassVar[str]  # "cuda", "cpu"; a plugin's entry point name
     # How its device threads are called in reasons and flags ("nvcc-threads"); None: no device threads.
     threads_label: ClassVar[str | None] = None
+    # CUDA 100, plugins 50 unless they say otherwise, CPU 0 (the fallback, always last).
+    priority: ClassVar[int] = DEFAULT_PRIORITY
+
+    def detect(self, facts: Facts, env: Mapping[str, str]) -> Detected | None:
+        """This platform's own facts, probed after the core detection (which ``facts`` holds).
+
+        May run programs (through ``buildtools.proc``) and read ``env``; nothing else may.
+        None: nothing to contribute (the built-ins find everything they need in the core facts).
+        """
+        return None
 
     @abstractmethod
     def unavailable(self, facts: Facts) -> str | None:

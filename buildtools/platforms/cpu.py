@@ -15,6 +15,7 @@ __all__ = ["CpuPlatform"]
 
 class CpuPlatform(Platform):
     name = "cpu"
+    priority = 0  # the fallback: tried last
 
     def unavailable(self, facts: Facts) -> str | None:
         return None

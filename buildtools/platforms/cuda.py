@@ -70,6 +70,7 @@ def _version_tuple(text: str | None) -> tuple[int, ...]:
 class CudaPlatform(Platform):
     name = "cuda"
     threads_label = "nvcc-threads"
+    priority = 100  # ahead of plugins: a CUDA torch with an nvcc is a CUDA build
 
     def unavailable(self, facts: Facts) -> str | None:
         if facts.nvcc is None:
