@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "watch": ".watch_cmd",
     "torch": ".torch_cmd",
     "wheels": ".wheels_cmd",
+    "patches": ".patches_cmd",
 }
 
 
