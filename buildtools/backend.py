@@ -172,6 +172,8 @@ def _plan_numbers(plan: Any) -> list[tuple[str, str]]:
             value = ";".join(value)
         elif label == "launcher":
             value = value.name if value is not None else "none"
+        elif label == "remote-cache":
+            value = value if value is not None else "none"  # str(): URL (password masked) and mode
         elif label == "ram-per-job":
             value = f"{value:.1f}GiB"
         rows.append((label, str(value)))

