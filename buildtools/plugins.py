@@ -431,7 +431,8 @@ class PluginSession:
                     continue
                 why_not = gate(entry, self.version)
                 if why_not is not None:
-                    self._statuses[key] = PatchStatus(entry.plugin, entry.module, entry.target, point, "skipped", why_not)
+                    self._statuses[key] = PatchStatus(entry.plugin, entry.module, entry.target, point, "skipped",
+                                                      why_not)
                     continue
                 if self._patcher is None:
                     self._patcher = Patcher()

@@ -26,14 +26,17 @@ PLATFORMS: tuple[Platform, ...] = (CudaPlatform(), CpuPlatform())
 
 def select(facts: Facts, platforms: tuple[Platform, ...] = PLATFORMS) -> tuple[Platform, str]:
     """The first platform that can build, and why it was chosen (one line)."""
-    skipped = []
+    skipped: list[tuple[str, str]] = []
     for platform in platforms:
         why_not = platform.unavailable(facts)
         if why_not is None:
-            if skipped:
-                return platform, f"{platform.name.upper()}-only plan: " + "; ".join(skipped)
-            return platform, f"{platform.name.upper()} plan"
-        skipped.append(why_not)
+            if not skipped:
+                return platform, f"{platform.name.upper()} plan"
+            if platform is platforms[-1]:  # the fallback (CPU): a plan without the device code
+                return platform, f"{platform.name.upper()}-only plan: " + "; ".join(w for _, w in skipped)
+            return platform, f"{platform.name.upper()} plan (" + "; ".join(f"not {n}: {w}" for n, w in skipped) + ")"
+        skipped.append((platform.name, why_not))
     # Only reachable when the CPU fallback itself was disabled (KERNLOOP_DISABLE_PLUGINS, or it failed).
-    raise KernloopError("no build platform can build here" + (": " + "; ".join(skipped) if skipped else ""),
+    reasons = ": " + "; ".join(w for _, w in skipped) if skipped else ""
+    raise KernloopError(f"no build platform can build here{reasons}",
                         "unset KERNLOOP_DISABLE_PLUGINS, or see the warnings above for a disabled platform")

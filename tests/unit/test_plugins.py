@@ -112,7 +112,7 @@ def test_priority_orders_the_platforms(site):
     assert plan.platform.value == "cuda"
     _, plan, _ = make(make_facts(nvcc=False))
     assert plan.platform.value == "mid"
-    assert plan.platform.reason.startswith("MID-only plan: nvcc not found")
+    assert plan.platform.reason == "MID plan (not cuda: nvcc not found (pass --nvcc PATH for a CUDA build))"
 
 
 def test_plugin_that_does_not_apply_says_why_in_the_plan_reason(site):
