@@ -274,8 +274,8 @@ def gate(entry: PatchEntry, version: BuildtoolsVersion) -> str | None:
     """None when the patch applies to ``version``, else why it is skipped."""
     from packaging.specifiers import SpecifierSet
 
-    # Pre-releases count as their release: a 0.2.0.dev build is past the "<0.2" gate's intent
-    # only once it says so through KERNLOOP_BUILDTOOLS_VERSION.
+    # prereleases=True: a development version (0.2.0.dev3) is gated by PEP 440 ordering instead of
+    # matching nothing; KERNLOOP_BUILDTOOLS_VERSION says which release a patched copy behaves like.
     if SpecifierSet(entry.buildtools).contains(version.text, prereleases=True):
         return None
     return f"buildtools {version.text} (from {version.source}) is outside {entry.buildtools}"
@@ -315,7 +315,7 @@ def check(package: PatchPackage, env: Mapping[str, str]) -> list[str]:
             continue
         try:
             resolve_target(entry.target)
-        except PatchError as exc:
+        except (PatchError, ImportError) as exc:
             problems.append(f"{package.package}: {REGISTRY_NAME}[{entry.module!r}]: {exc} "
                             f"(buildtools {version.text})")
     return problems
