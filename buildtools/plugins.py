@@ -21,7 +21,7 @@ hook are user errors (a bad ``--arch``) and propagate as they are.
     # every patch is undone here
 
 Discovery reads only the ``entry_points.txt`` files on ``sys.path`` unless one names the group:
-importing ``importlib.metadata`` costs about a quarter of the generator's run, so it is imported
+importing ``importlib.metadata`` adds 30-60 ms to a ~200 ms generator run here, so it is imported
 only when there is a plugin to load (or an unusual path entry it alone can read).
 """
 from __future__ import annotations
