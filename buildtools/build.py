@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Mapping, TextIO
 
 from . import ccache, ninja, proc, remote_cache
 from .errors import KernloopError
-from .facts import Facts
+from .facts import Facts, to_jsonable
 from .lock import LOCK_FILES, BuildLock, Holder
 
 __all__ = [
@@ -86,6 +86,8 @@ def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
         "sccache": prog(facts.sccache),
         "overrides": {k: env[k] for k in OVERRIDE_VARS if str(env.get(k, "")).strip()},
     }
+    if facts.extra:  # a platform plugin's toolchain (e.g. hipcc) shapes the presets like nvcc does
+        fingerprint["platforms"] = to_jsonable(facts.extra)
     # The shared cache lives in the presets' environment: a new [tool.buildtools] remote-cache
     # must rewrite them too (only present when set, so other builds keep their fingerprint).
     configured = remote_cache.configured_url(facts.source_dir)
@@ -509,9 +511,9 @@ def write_presets(source_dir: Path, env: Mapping[str, str], say: Callable[[str],
 
 
 def _detect_facts(source_dir: Path, env: Mapping[str, str]) -> Facts:
-    from .detect import DetectOptions, detect_all
+    from .session import PlanOptions, detect_facts  # plugins' facts count too
 
-    return detect_all(DetectOptions(source_dir=source_dir, env=env))
+    return detect_facts(PlanOptions(source_dir=source_dir, env=env))
 
 
 def _read_state(build_dir: Path) -> dict[str, Any]:

@@ -36,16 +36,16 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .build import resolve_preset
-    from .detect import DetectOptions, detect_all
     from .doctor import observe, run_checks, worst
     from .errors import KernloopError
     from .facts import to_jsonable
     from .presets_cmd import fact_rows
+    from .session import PlanOptions, detect_facts
 
     source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
     if not source_dir.is_dir():
         raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
-    facts = detect_all(DetectOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python))
+    facts = detect_facts(PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python))
     try:
         preset = resolve_preset(source_dir, args.preset)
     except KernloopError:

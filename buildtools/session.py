@@ -33,7 +33,7 @@ from .plugins import PluginReport, PluginSession
 if TYPE_CHECKING:
     from .detect import DetectOptions
 
-__all__ = ["PlanOptions", "plan_for", "plan_with_report", "validate_nvcc"]
+__all__ = ["PlanOptions", "detect_facts", "plan_for", "plan_with_report", "validate_nvcc"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,17 @@ def plan_for(options: PlanOptions) -> tuple[Facts, Plan]:
     """Detect, fill in what is missing, plan. Raises KernloopError for anything the user must fix."""
     facts, plan, _ = plan_with_report(options)
     return facts, plan
+
+
+def detect_facts(options: PlanOptions) -> Facts:
+    """The facts a plan would see -- platform plugins' facts included -- without planning or
+    prompting (for ``build``'s fingerprint and ``doctor``)."""
+    env = os.environ if options.env is None else options.env
+    nvcc = options.detect.nvcc if options.detect is not None else options.nvcc
+    plugin_env = options.detect.env if options.detect is not None and options.detect.env is not None else env
+    with PluginSession(plugin_env) as plugins:
+        plugins.apply("before-detection")
+        return plugins.contribute(plugins.run(_detect, options, nvcc))
 
 
 def plan_with_report(options: PlanOptions) -> tuple[Facts, Plan, PluginReport]:

@@ -97,6 +97,11 @@ def test_fingerprint_tracks_toolchain_and_overrides_not_cores_or_ram():
     assert build.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "9.0"}) != base
     assert build.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "  "}) == base  # empty = unset
     assert build.facts_fingerprint(facts, {"UNRELATED": "1"}) == base
+    # a plugin platform's toolchain (Facts.extra) shapes the presets like nvcc does
+    rocm = dataclasses.replace(facts, extra={"rocm": {"hipcc": "/opt/rocm/bin/hipcc", "version": "6.4"}})
+    assert build.facts_fingerprint(rocm, {}) != base
+    newer = dataclasses.replace(facts, extra={"rocm": {"hipcc": "/opt/rocm/bin/hipcc", "version": "7.0"}})
+    assert build.facts_fingerprint(newer, {}) != build.facts_fingerprint(rocm, {})
 
 
 def test_read_cmake_cache(tmp_path: Path):
