@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
             log(line)
         for key in keys:
             log(f"--- {key}: {FIGURES[key].TITLE}")
+            load_before = os.getloadavg()[0]
             fig = FIGURES[key].run(ws)
+            if not fig.skipped:  # other people's work on a shared machine shows up here
+                fig = dataclasses.replace(fig, notes=fig.notes + (
+                    f"load average (1 min) {load_before:.2f} when the figure started, {os.getloadavg()[0]:.2f} "
+                    "when it ended",))
             if config.smoke:  # tiny sizes measure nothing worth a verdict
                 fig = dataclasses.replace(fig, targets=tuple(
                     dataclasses.replace(t, met=None, reason="--smoke: tiny size, not a measurement")

@@ -157,6 +157,14 @@ class Workspace:
             summary = {}
         return BuildRun(seconds, summary)
 
+    def preset_build(self, tree: Path, env: Mapping[str, str]) -> float:
+        """The plain CMake form of the same loop: ``cmake --build --preset release --target install``
+        (what the README gives for users who skip the runner); seconds."""
+        cmake = shutil.which("cmake", path=env["PATH"]) or "cmake"
+        seconds, _ = timed([cmake, "--build", "--preset", "release", "--target", "install"], cwd=tree, env=env,
+                           timeout=3600, what="cmake --build --preset release --target install")
+        return seconds
+
     def build_dir(self, tree: Path) -> Path:
         return tree / "cmake-build-release"
 
