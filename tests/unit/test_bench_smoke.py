@@ -142,6 +142,19 @@ def test_options_default_config_matches_the_dataclass():
         (default.runs, default.cold_runs, default.variant_runs, default.ram_budget)
 
 
+@pytest.mark.integration
+def test_gpu_ops_calls_are_valid_calls_of_the_ops(kernloop_module):
+    """The GPU cases, run once on the CPU at a tiny size against the session build: a change to an
+    op's signature or checks shows up here rather than on the next GPU machine."""
+    import torch
+
+    cases = gpu_ops.op_cases(kernloop_module, torch, "cpu", tokens=8, hidden=64)
+    assert {name for name, *_ in cases} >= set(kernloop_module.available_ops()) - {"moe_align_block_size"}
+    for name, shape, nbytes, call in cases:
+        assert nbytes > 0 and shape, name
+        call()
+
+
 def test_gpu_ops_without_a_gpu_says_so(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
