@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         description="Rewrite CMakeUserPresets.json only if torch/nvcc/Python/the launcher changed, "
         "configure only if needed, build with a progress bar, install _C/_moe_C into kernloop/, and "
         "summarise: TUs rebuilt, time, compiler-cache hits, slowest TUs, installed files. "
-        "Planner overrides come from MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE.",
+        "Planner overrides come from MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE, KERNLOOP_RAM_BUDGET.",
     )
     p.add_argument("--preset", default="release", metavar="NAME", help="configure/build preset (default: release)")
     p.add_argument("--target", default="install", metavar="T",
