@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run"]
+from .cli import add_source_dir, source_dir_of
 
-DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
+__all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -34,17 +33,14 @@ def register(subparsers: Any) -> None:
                    "env KERNLOOP_REMOTE_CACHE; [tool.buildtools] remote-cache); see docs/shared-cache.md")
     p.add_argument("--remote-cache-mode", metavar="MODE",
                    help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
-    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    add_source_dir(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .build import BuildOptions, run_build, terminate_as_interrupt
-    from .errors import KernloopError
 
-    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
-    if not (source_dir / "CMakeLists.txt").is_file():
-        raise KernloopError(f"{source_dir} has no CMakeLists.txt", "pass --source-dir with the project root")
+    source_dir = source_dir_of(args, need_cmake=True)
     options = BuildOptions(
         source_dir=source_dir,
         preset=args.preset,

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import EXIT_USER_ERROR, KernloopError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "COMMANDS", "PROJECT_ROOT", "add_source_dir", "source_dir_of", "print_usage"]
+
+# buildtools/ sits in the project root: the default for --source-dir / --project.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # command name -> module (relative to buildtools) that registers it
 COMMANDS: dict[str, str] = {
@@ -25,6 +30,28 @@ COMMANDS: dict[str, str] = {
     "wheels": ".wheels_cmd",
     "patches": ".patches_cmd",
 }
+
+
+def add_source_dir(parser: argparse.ArgumentParser) -> None:
+    """The ``--source-dir`` option every project-level command shares."""
+    parser.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {PROJECT_ROOT})")
+
+
+def source_dir_of(args: argparse.Namespace, *, need_cmake: bool = False) -> Path:
+    """The absolute project root from ``--source-dir`` (default: this checkout), checked."""
+    source_dir = Path(os.path.abspath(args.source_dir or PROJECT_ROOT))
+    if need_cmake:
+        if not (source_dir / "CMakeLists.txt").is_file():
+            raise KernloopError(f"{source_dir} has no CMakeLists.txt", "pass --source-dir with the project root")
+    elif not source_dir.is_dir():
+        raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
+    return source_dir
+
+
+def print_usage(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its subcommand: its help on stderr, usage-error exit."""
+    parser.print_help(sys.stderr)
+    return EXIT_USER_ERROR
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import add_source_dir, source_dir_of
+
 __all__ = ["register", "run"]
 
-DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
 _MARK = {"ok": "ok  ", "note": "note", "warning": "WARN", "error": "FAIL"}
 
 
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--preset", default="release", metavar="NAME", help="whose build dir to check (default: release)")
     p.add_argument("--nvcc", type=Path, metavar="PATH", help="check this nvcc instead of the detected one")
     p.add_argument("--python", type=Path, metavar="PATH", help="check this Python instead of this one")
-    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    add_source_dir(p)
     p.set_defaults(func=run)
 
 
@@ -42,9 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from .presets_cmd import fact_rows
     from .session import PlanOptions, detect_facts
 
-    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
-    if not source_dir.is_dir():
-        raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
+    source_dir = source_dir_of(args)
     facts = detect_facts(PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python))
     try:
         preset = resolve_preset(source_dir, args.preset)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .cli import print_usage, source_dir_of
 from .errors import KernloopError
 
 __all__ = ["register", "run_check", "run_list", "format_report"]
@@ -45,12 +46,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("-v", "--verbose", action="store_true", help="also show each patch's documentation")
     ls.add_argument("--json", action="store_true", help="print platforms and patches as JSON")
     ls.set_defaults(func=run_list)
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: print_usage(p))
 
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 # -- check ---------------------------------------------------------------------------------------------
@@ -131,12 +128,9 @@ def run_list(args: argparse.Namespace) -> int:
     from .facts import to_jsonable
     from .patches import find_patch_package, read_registry
     from .plugins import discover
-    from .presets_cmd import DEFAULT_SOURCE_DIR
     from .session import PlanOptions, plan_with_report
 
-    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
-    if not source_dir.is_dir():
-        raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
+    source_dir = source_dir_of(args)
     _facts, plan, report = plan_with_report(PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python,
                                                         interactive=False))
     entries = {}

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from . import fileio, presets
+from .cli import add_source_dir, source_dir_of
 from .errors import KernloopError
 from .facts import Facts, to_jsonable
 from .plan import BUILD_TYPES, GIB, Overrides, Plan
 from .session import PlanOptions, plan_for
 
-__all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan", "DEFAULT_SOURCE_DIR"]
-
-# This checkout: buildtools/ sits in the project root.
-DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
+__all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan"]
 
 
 def register(subparsers: Any) -> None:
@@ -57,7 +55,7 @@ def register(subparsers: Any) -> None:
                    help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
     p.add_argument("--nvcc", type=Path, metavar="PATH", help="the nvcc to use (default: detected)")
     p.add_argument("--python", type=Path, metavar="PATH", help="the Python with torch to build for (default: this one)")
-    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    add_source_dir(p)
     p.set_defaults(func=run)
 
 
@@ -68,9 +66,7 @@ def options_from_args(args: argparse.Namespace, env: Any = None) -> PlanOptions:
                                        build_type=args.build_type, env=env,
                                        remote_cache=getattr(args, "remote_cache", None),
                                        remote_cache_mode=getattr(args, "remote_cache_mode", None))
-    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
-    if not source_dir.is_dir():
-        raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
+    source_dir = source_dir_of(args)
     return PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python, overrides=overrides, env=env)
 
 

@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import PROJECT_ROOT, print_usage
 from .errors import KernloopError
 from .facts import to_jsonable
 
-__all__ = ["register", "DEFAULT_PROJECT"]
-
-# buildtools/ sits in the project root.
-DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +27,7 @@ def register(subparsers: Any) -> None:
         description="Pick PyTorch wheel indexes, check that torch, nvcc and the driver fit, and bump torch pins.",
     )
     sub = p.add_subparsers(dest="torch_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: print_usage(p))
 
     ix = sub.add_parser(
         "index",
@@ -78,14 +76,10 @@ def register(subparsers: Any) -> None:
     bp.add_argument("--torchaudio", metavar="Y", help="torchaudio version (default: from the matrix)")
     bp.add_argument("--dry-run", action="store_true", help="print a unified diff; write nothing")
     bp.add_argument("--force", action="store_true", help="write a combination the matrix does not know")
-    bp.add_argument("--project", type=Path, default=DEFAULT_PROJECT, metavar="DIR",
+    bp.add_argument("--project", type=Path, default=PROJECT_ROOT, metavar="DIR",
                     help="project root holding requirements/ and pyproject.toml (default: this checkout)")
     bp.set_defaults(func=_bump)
 
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _err(line: str) -> None:

@@ -3,13 +3,11 @@ then run the given pytest selection; Ctrl-C stops without leaving anything half-
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run"]
+from .cli import add_source_dir, source_dir_of
 
-DEFAULT_SOURCE_DIR = Path(__file__).resolve().parent.parent
+__all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -27,22 +25,19 @@ def register(subparsers: Any) -> None:
                    help="rebuild once nothing changed for this long (default: 300)")
     p.add_argument("--no-initial", action="store_true", help="do not build and test once at start")
     p.add_argument("--no-progress", action="store_true", help="one line per build step instead of a progress bar")
-    p.add_argument("--source-dir", type=Path, metavar="DIR", help=f"project root (default: {DEFAULT_SOURCE_DIR})")
+    add_source_dir(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after `--`: arguments for pytest")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .errors import KernloopError
     from .build import terminate_as_interrupt
     from .watch import WatchOptions, watch_loop
 
     rest = list(args.pytest_args or [])
     if rest and rest[0] == "--":
         rest = rest[1:]
-    source_dir = Path(os.path.abspath(args.source_dir or DEFAULT_SOURCE_DIR))
-    if not (source_dir / "CMakeLists.txt").is_file():
-        raise KernloopError(f"{source_dir} has no CMakeLists.txt", "pass --source-dir with the project root")
+    source_dir = source_dir_of(args, need_cmake=True)
     options = WatchOptions(
         source_dir=source_dir,
         preset=args.preset,

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import PROJECT_ROOT, print_usage
 from .errors import KernloopError
 
-__all__ = ["register", "DEFAULT_PROJECT"]
-
-DEFAULT_PROJECT = Path(__file__).resolve().parent.parent
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +24,7 @@ def register(subparsers: Any) -> None:
         description="Manage wheels shipped as CUDA-major variants.",
     )
     sub = p.add_subparsers(dest="wheels_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=lambda args: print_usage(p))
     al = sub.add_parser(
         "align",
         help="keep only the <pkg>-cuXX variant matching torch's CUDA major",
@@ -42,16 +40,12 @@ def register(subparsers: Any) -> None:
     al.add_argument("--uv", action="store_true", help="use uv pip instead of python -m pip")
     al.add_argument("--python", type=Path, metavar="PATH",
                     help="the environment to align (its torch decides; default: this interpreter)")
-    al.add_argument("--project", type=Path, default=DEFAULT_PROJECT, metavar="DIR",
+    al.add_argument("--project", type=Path, default=PROJECT_ROOT, metavar="DIR",
                     help="where pyproject.toml is read from (default: this checkout)")
     al.add_argument("install_args", nargs="*", metavar="-- PIP_ARGS",
                     help="extra arguments for pip/uv install, after --")
     al.set_defaults(func=_align)
 
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _align(args: argparse.Namespace) -> int:
