@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from buildtools import proc
+from buildtools.util import proc
 from buildtools.errors import KernloopError
 
 __all__ = [

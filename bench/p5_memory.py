@@ -7,7 +7,7 @@ peaks (an upper bound, the number held against the budget).
 """
 from __future__ import annotations
 
-from buildtools.plan import GIB, Overrides
+from buildtools.plan.planner import GIB, Overrides
 
 from .harness import Figure, Target, fmt_s, heartbeat, series
 from .memory import sample_while

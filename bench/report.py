@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import psutil
 
-from buildtools import proc
+from buildtools.util import proc
 
 from .harness import REPO, BenchConfig, Figure, Series
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from buildtools import proc
+from buildtools.util import proc
 from buildtools.errors import KernloopError
 
 from .harness import BenchConfig, Counter, Progress, base_env, copy_tracked_tree, heartbeat, timed

@@ -14,7 +14,7 @@ pyproject.toml names this module (``build-backend = "buildtools.backend"``,
    with ``-C`` win over the plan;
 3. builds in ``cmake-build-pip``: beside ``cmake-build-release`` at the same
    depth, so the compiler cache hits what the preset build compiled (see
-   :mod:`buildtools.ccache`), and under the same per-build-dir lock.
+   :mod:`buildtools.cache.launcher`), and under the same per-build-dir lock.
 
 Editable installs put the extension modules in the source package, like the
 preset build: scikit-build-core's default ("redirect") editable would ship its
@@ -23,7 +23,7 @@ later ``cmake --build --preset release --target install`` would refresh a file
 that ``import kernloop`` no longer loads. Here the wheel's CMake install is
 limited to a component that does not exist (nothing compiled goes into the
 wheel) and the build dir is then installed into the source tree with
-:func:`buildtools.build.install_atomically`; the redirect maps the Python files to
+:func:`buildtools.run.build.install_atomically`; the redirect maps the Python files to
 the source tree and ``kernloop/_C.abi3.so`` is found next to them.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _skbuild() -> Any:
 
 def _torch_hidden_by_isolation() -> bool:
     """torch is importable for this interpreter outside the build environment."""
-    from . import proc
+    from buildtools.util import proc
 
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONHOME")}
     probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"
@@ -118,7 +118,7 @@ def planned_settings(
 
     Pure apart from detection; the user's own ``-C`` settings are kept and win.
     """
-    from .session import PlanOptions, plan_for
+    from buildtools.session import PlanOptions, plan_for
 
     source_dir = Path(os.path.abspath(source_dir or Path.cwd()))
     settings: dict[str, Any] = dict(config_settings or {})
@@ -181,8 +181,8 @@ def _plan_numbers(plan: Any) -> list[tuple[str, str]]:
 
 
 def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | None, metadata_directory: str | None) -> str:
-    from .errors import KernloopError
-    from .lock import BuildLock
+    from buildtools.errors import KernloopError
+    from buildtools.util.lock import BuildLock
 
     _require_build_env()
     skb = _skbuild()
@@ -210,8 +210,8 @@ def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | No
 def _install_into_source(build_dir: Path, source_dir: Path, env: Mapping[str, str]) -> None:
     import shutil
 
-    from .build import _InstallFailed, install_atomically
-    from .errors import KernloopError
+    from buildtools.run.build import _InstallFailed, install_atomically
+    from buildtools.errors import KernloopError
 
     cmake = shutil.which("cmake") or "cmake"
     try:

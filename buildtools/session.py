@@ -11,7 +11,7 @@ pip backend call, so they all get the same numbers::
 Overrides come from ``PlanOptions.overrides``; by default they are read from the
 environment (MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE).
 
-Platforms come through ``buildtools.plugins``: the built-in CUDA and CPU and any installed
+Platforms come through ``buildtools.plugins.loader``: the built-in CUDA and CPU and any installed
 plugin. Plugin patches are in force only inside ``plan_for`` (from their point to the plan) and
 are undone before it returns; ``plan_with_report`` also says what each plugin and patch did.
 """
@@ -23,15 +23,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import proc
-from .config import load_config
-from .errors import KernloopError
-from .facts import Facts
-from .plan import Overrides, Plan
-from .plugins import PluginReport, PluginSession
+from buildtools.util import proc
+from buildtools.settings import load_config
+from buildtools.errors import KernloopError
+from buildtools.model import Facts
+from buildtools.plan.planner import Overrides, Plan
+from buildtools.plugins.loader import PluginReport, PluginSession
 
 if TYPE_CHECKING:
-    from .detect import DetectOptions
+    from buildtools.detect import DetectOptions
 
 __all__ = ["PlanOptions", "detect_facts", "plan_for", "plan_with_report", "validate_nvcc"]
 
@@ -68,7 +68,7 @@ def validate_nvcc(path: Path) -> str | None:
 
 
 def _detect(options: PlanOptions, nvcc: Path | None) -> Facts:
-    from .detect import DetectOptions, detect_all  # lazy: keeps `import buildtools.session` cheap
+    from buildtools.detect import DetectOptions, detect_all  # lazy: keeps `import buildtools.session` cheap
 
     if options.detect is not None:
         return detect_all(replace(options.detect, nvcc=nvcc))
@@ -122,7 +122,7 @@ def _complete(options: PlanOptions, facts: Facts, nvcc: Path | None, plugins: Pl
 
     wants_cuda = facts.torch is not None and facts.torch.cuda is not None
     if facts.nvcc is None and wants_cuda and nvcc is None and options.interactive is not False:
-        from .prompt import ask_path, is_interactive
+        from buildtools.util.prompt import ask_path, is_interactive
 
         if options.interactive or is_interactive():
             answer = ask_path(

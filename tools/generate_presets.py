@@ -5,6 +5,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from buildtools.cli import main  # noqa: E402
+from buildtools.cli.main import main  # noqa: E402
 
 sys.exit(main(["presets", *sys.argv[1:]]))

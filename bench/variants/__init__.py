@@ -18,7 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
-from buildtools import proc
+from buildtools.util import proc
 from buildtools.errors import KernloopError
 
 __all__ = ["VARIANT_TU", "VARIANT_ARCHS_VAR", "apply_vllm_style", "torch_default_archs"]

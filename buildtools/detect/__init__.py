@@ -1,4 +1,4 @@
-"""Detection: the toolchain and the machine, as :class:`buildtools.facts.Facts`.
+"""Detection: the toolchain and the machine, as :class:`buildtools.model.Facts`.
 
 ``detect_all(DetectOptions(...))`` is the only entry point the rest of buildtools
 needs; after it returns nothing else touches the machine until the runner. Each
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..facts import Facts
-from ._common import version_tuple
-from .cuda_headers import pip_cuda_include_dirs
-from .machine import CGROUP_ROOT, PROC_SELF_CGROUP, detect_cpus, detect_gpus, detect_memory
-from .nvcc import DEFAULT_NVCC, find_nvcc
-from .python import probe_python, python_notes
-from .tools import find_tools
-from .torch import torch_facts
+from buildtools.model import Facts
+from buildtools.detect._common import version_tuple
+from buildtools.detect.cuda_headers import pip_cuda_include_dirs
+from buildtools.detect.machine import CGROUP_ROOT, PROC_SELF_CGROUP, detect_cpus, detect_gpus, detect_memory
+from buildtools.detect.nvcc import DEFAULT_NVCC, find_nvcc
+from buildtools.detect.python import probe_python, python_notes
+from buildtools.detect.tools import find_tools
+from buildtools.detect.torch import torch_facts
 
 __all__ = ["DetectOptions", "detect_all"]
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .. import proc
+from buildtools.util import proc
 
 __all__ = [
     "PROBE_TIMEOUT_S",

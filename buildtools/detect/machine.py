@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..facts import CpuFacts, GpuFacts, MemoryFacts
-from ._common import first_line, probe
+from buildtools.model import CpuFacts, GpuFacts, MemoryFacts
+from buildtools.detect._common import first_line, probe
 
 __all__ = [
     "CGROUP_ROOT",

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from ..errors import KernloopError
-from ..facts import NvccFacts
-from ._common import first_line, is_executable_file, probe
+from buildtools.errors import KernloopError
+from buildtools.model import NvccFacts
+from buildtools.detect._common import first_line, is_executable_file, probe
 
 __all__ = [
     "NvccCandidate",

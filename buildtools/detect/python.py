@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import proc
-from ..errors import KernloopError
-from ..facts import PythonFacts
-from ._common import PROBE_TIMEOUT_S, first_line, version_tuple
+from buildtools.util import proc
+from buildtools.errors import KernloopError
+from buildtools.model import PythonFacts
+from buildtools.detect._common import PROBE_TIMEOUT_S, first_line, version_tuple
 
 __all__ = ["PythonEnv", "PROBE_SCRIPT", "probe_python", "python_notes"]
 

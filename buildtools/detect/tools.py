@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..facts import Program
-from ._common import first_line, is_executable_file, probe, version_tuple, which_all
+from buildtools.model import Program
+from buildtools.detect._common import first_line, is_executable_file, probe, version_tuple, which_all
 
 __all__ = [
     "CMAKE_MIN",

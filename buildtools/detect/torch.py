@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..facts import TorchFacts
+from buildtools.model import TorchFacts
 
 __all__ = ["read_version_py", "read_cxx11_abi", "torch_facts"]
 

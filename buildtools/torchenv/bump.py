@@ -15,9 +15,9 @@ from typing import Iterator, Mapping
 
 from packaging.version import InvalidVersion, Version
 
-from ..errors import KernloopError
-from ..fileio import atomic_write_text
-from .matrix import Matrix, Platform, derive_companions, parse_torch_version
+from buildtools.errors import KernloopError
+from buildtools.util.fileio import atomic_write_text
+from buildtools.torchenv.matrix import Matrix, Platform, derive_companions, parse_torch_version
 
 __all__ = [
     "PACKAGES",

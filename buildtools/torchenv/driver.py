@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .. import proc
-from .matrix import version_tuple
+from buildtools.util import proc
+from buildtools.torchenv.matrix import version_tuple
 
 __all__ = [
     "DriverFacts",

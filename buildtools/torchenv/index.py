@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import KernloopError
-from .driver import DriverFacts, RocmFacts, max_cuda_for_driver
-from .matrix import Matrix, Platform, TorchRelease, version_tuple
+from buildtools.errors import KernloopError
+from buildtools.torchenv.driver import DriverFacts, RocmFacts, max_cuda_for_driver
+from buildtools.torchenv.matrix import Matrix, Platform, TorchRelease, version_tuple
 
 __all__ = [
     "BASE_URL",

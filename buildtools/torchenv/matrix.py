@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from ..errors import KernloopError
+from buildtools.errors import KernloopError
 
 __all__ = [
     "MATRIX_PATH",

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .. import proc
-from ..detect.nvcc import find_nvcc
-from ..detect.python import probe_python
-from ..detect.torch import torch_facts
-from ..errors import KernloopError
-from ..facts import NvccFacts, PythonFacts, TorchFacts
+from buildtools.util import proc
+from buildtools.detect.nvcc import find_nvcc
+from buildtools.detect.python import probe_python
+from buildtools.detect.torch import torch_facts
+from buildtools.errors import KernloopError
+from buildtools.model import NvccFacts, PythonFacts, TorchFacts
 
 __all__ = [
     "TargetEnv",

@@ -18,9 +18,9 @@ from typing import Callable, Mapping, Sequence
 
 from packaging.version import InvalidVersion, Version
 
-from .. import proc
-from ..config import load_config
-from ..errors import KernloopError
+from buildtools.util import proc
+from buildtools.settings import load_config
+from buildtools.errors import KernloopError
 
 __all__ = [
     "CONFIG_KEY",
@@ -35,7 +35,7 @@ __all__ = [
     "run_commands",
 ]
 
-# [tool.buildtools] key listing packages shipped as CUDA-major variants (read by buildtools.config).
+# [tool.buildtools] key listing packages shipped as CUDA-major variants (read by buildtools.settings).
 CONFIG_KEY = "cuda-variant-packages"
 
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$")

@@ -27,7 +27,7 @@ from _loop import (
     one_kernel_tu,
     set_fx_value,
 )
-from buildtools import ninja
+from buildtools.cmake import ninja
 
 pytestmark = [
     pytest.mark.integration,
@@ -160,7 +160,7 @@ HOLD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from buildtools.lock import BuildLock
+    from buildtools.util.lock import BuildLock
     with BuildLock(Path(sys.argv[1]), command="holder --for-test"):
         print("HELD", flush=True)
         while not Path(sys.argv[2]).exists():

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from _loop import ROOT, build, copy_fixture, fx_value, have_build_tools, loop_env, run_cli, set_fx_value
-from buildtools import remote_cache
+from buildtools.cache import remote as remote_cache
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.torchenv.check import check_alignment
+from buildtools.checks.torch import check_alignment
 from buildtools.torchenv.driver import detect_nvidia_driver, detect_rocm
 from buildtools.torchenv.index import choose_auto
 from buildtools.torchenv.matrix import load_matrix

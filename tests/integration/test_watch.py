@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from _loop import ROOT, build, copy_fixture, fx_value, have_build_tools, loop_env
-from buildtools.lock import INFO_NAME, BuildLock
+from buildtools.util.lock import INFO_NAME, BuildLock
 
 pytestmark = [
     pytest.mark.integration,

@@ -41,7 +41,7 @@ def platform_source(name: str, priority: int = 200, header: str = "", **hooks: s
     methods = "".join(f"    def {hook}({_SIGNATURES[hook]}):\n{textwrap.indent(code, ' ' * 8)}\n\n"
                       for hook, code in body.items())
     return (
-        "from buildtools.platforms.base import Decision, Detected, DevicePlan, Platform\n"
+        "from buildtools.plan.platforms.base import Decision, Detected, DevicePlan, Platform\n"
         "from buildtools.errors import KernloopError\n"
         f"{header}\n\n"
         "class Plat(Platform):\n"

@@ -1,9 +1,9 @@
-"""Fake :class:`buildtools.facts.Facts` for planner/presets unit tests (machines we do not have)."""
+"""Fake :class:`buildtools.model.Facts` for planner/presets unit tests (machines we do not have)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from buildtools.facts import (
+from buildtools.model import (
     CpuFacts,
     Facts,
     GpuFacts,

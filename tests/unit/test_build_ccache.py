@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import ccache
+from buildtools.cache import launcher as ccache
 
 
 def test_launcher_kind():

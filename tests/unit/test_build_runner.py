@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import build, ninja
-from buildtools.ccache import CacheStats
+from buildtools.run import build
+from buildtools.cmake import ninja
+from buildtools.cache.launcher import CacheStats
 from buildtools.errors import KernloopError
-from buildtools.lock import INFO_NAME, LOCK_NAME
+from buildtools.util.lock import INFO_NAME, LOCK_NAME
 from fake_facts import make_facts
 
 

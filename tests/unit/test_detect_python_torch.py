@@ -139,7 +139,7 @@ def test_bad_python_is_one_line_naming_the_flag(tmp_path, kind):
 
 def test_old_python_is_noted():
     from buildtools.detect.python import PythonEnv
-    from buildtools.facts import PythonFacts
+    from buildtools.model import PythonFacts
 
     old = PythonEnv(PythonFacts(Path("/usr/bin/python3.8"), "3.8.10", "--python"), (), None)
     assert python_notes(old) and "3.10" in python_notes(old)[0]

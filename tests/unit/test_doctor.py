@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import doctor
-from buildtools.doctor import Finding, HostCompiler, HostLimits, ImportView, Observations, run_checks, worst
+from buildtools.checks import doctor
+from buildtools.checks.doctor import Finding, HostCompiler, HostLimits, ImportView, Observations, run_checks, worst
 from fake_facts import make_facts, program
 
 ROOT = Path(__file__).resolve().parents[2]

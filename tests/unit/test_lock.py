@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.errors import KernloopError
-from buildtools.lock import INFO_NAME, LOCK_NAME, BuildLock, read_holder
+from buildtools.util.lock import INFO_NAME, LOCK_NAME, BuildLock, read_holder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from buildtools.lock import BuildLock
+    from buildtools.util.lock import BuildLock
     build_dir, flag = Path(sys.argv[1]), Path(sys.argv[2])
     msgs = []
     with BuildLock(build_dir, on_wait=lambda h: print("WAIT", h.pid if h else None, h.command if h else "", flush=True),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import ninja
+from buildtools.cmake import ninja
 
 
 def test_status_line_in_our_format_is_parsed():

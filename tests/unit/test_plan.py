@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.config import BuildConfig
+from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
-from buildtools.plan import GIB, Overrides, make_plan
+from buildtools.plan.planner import GIB, Overrides, make_plan
 from fake_facts import make_facts
 
 CUDA_ONLY_VARS = {"CMAKE_CUDA_COMPILER", "CUDA_TOOLKIT_ROOT_DIR", "CUDAToolkit_ROOT", "NVCC_THREADS",

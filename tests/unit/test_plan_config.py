@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.config import BuildConfig, load_config
+from buildtools.settings import BuildConfig, load_config
 from buildtools.errors import KernloopError
-from buildtools.plan import make_plan
+from buildtools.plan.planner import make_plan
 from fake_facts import make_facts
 
 ROOT = Path(__file__).resolve().parents[2]

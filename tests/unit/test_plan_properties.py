@@ -6,11 +6,11 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buildtools.config import BuildConfig
+from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
-from buildtools.plan import GIB, Overrides, make_plan
-from buildtools.platforms.base import Override
-from buildtools.platforms.cuda import arch_key
+from buildtools.plan.planner import GIB, Overrides, make_plan
+from buildtools.plan.platforms.base import Override
+from buildtools.plan.platforms.cuda import arch_key
 from fake_facts import NVCC13_ARCHS, make_facts
 
 ALL_ARCHS = ("5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "10.3", "11.0", "12.0", "12.1")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools.build import OVERRIDE_VARS
+from buildtools.run.build import OVERRIDE_VARS
 from buildtools.errors import KernloopError
-from buildtools.plan import GIB, Overrides, make_plan
+from buildtools.plan.planner import GIB, Overrides, make_plan
 from fake_facts import make_facts
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from _plugin_fakes import forget_modules, platform_source, write_plugin
-from buildtools.config import BuildConfig
+from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
-from buildtools.platforms.cpu import CpuPlatform
-from buildtools.platforms.cuda import CudaPlatform
-from buildtools.plan import Overrides
-from buildtools.plugins import (
+from buildtools.plan.platforms.cpu import CpuPlatform
+from buildtools.plan.platforms.cuda import CudaPlatform
+from buildtools.plan.planner import Overrides
+from buildtools.plugins.loader import (
     BUILTINS,
     DISABLE_ENV,
     GuardedPlatform,
@@ -75,7 +75,7 @@ def test_builtins_plan_as_before_through_the_session():
 
 def test_without_plugins_discovery_does_not_import_importlib_metadata():
     # importlib.metadata costs 30-60 ms to import here; the generator must not pay it for nothing.
-    code = ("import sys; from buildtools.plugins import discover; specs = discover(); "
+    code = ("import sys; from buildtools.plugins.loader import discover; specs = discover(); "
             "print(len(specs), 'importlib.metadata' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(len(BUILTINS)), "False"]

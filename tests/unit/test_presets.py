@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buildtools import presets
-from buildtools.plan import Overrides, make_plan
+from buildtools.cmake import presets
+from buildtools.plan.planner import Overrides, make_plan
 from fake_facts import make_facts
 
 

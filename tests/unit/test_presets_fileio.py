@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import fileio
+from buildtools.util import fileio
 from buildtools.errors import KernloopError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.errors import KernloopError
-from buildtools.prompt import ask_path, confirm, is_interactive
+from buildtools.util.prompt import ask_path, confirm, is_interactive
 from buildtools.session import validate_nvcc
 
 pt_input = pytest.importorskip("prompt_toolkit.input")

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from buildtools import build, ccache, remote_cache
-from buildtools.config import BuildConfig, config_from_table
+from buildtools.run import build
+from buildtools.cache import launcher as ccache, remote as remote_cache
+from buildtools.settings import BuildConfig, config_from_table
 from buildtools.errors import KernloopError
-from buildtools.plan import Overrides, make_plan
-from buildtools.presets_cmd import format_plan, options_from_args
-from buildtools.remote_cache import RemoteCache, check_url, endpoint_from_env, parse_mode, plan_remote, resolve
+from buildtools.plan.planner import Overrides, make_plan
+from buildtools.cli.presets import format_plan, options_from_args
+from buildtools.cache.remote import RemoteCache, check_url, endpoint_from_env, parse_mode, plan_remote, resolve
 from fake_facts import make_facts
 
 

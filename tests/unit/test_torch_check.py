@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.facts import TorchFacts
-from buildtools.torchenv.check import check_alignment
+from buildtools.model import TorchFacts
+from buildtools.checks.torch import check_alignment
 from buildtools.torchenv.driver import DriverFacts
 from buildtools.torchenv.matrix import load_matrix
 

@@ -1,0 +1,220 @@
+"""``python -m buildtools presets`` (= ``python tools/generate_presets.py``): write CMakeUserPresets.json.
+
+facts (detect) -> plan (pure) -> presets document (pure) -> merge with the existing
+file (pure) -> one atomic write with a backup. Output: nothing on the way, warnings
+on stderr, one summary line at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from buildtools.util import fileio
+from buildtools.cmake import presets
+from buildtools.cli.main import add_source_dir, source_dir_of
+from buildtools.errors import KernloopError
+from buildtools.model import Facts, to_jsonable
+from buildtools.plan.planner import BUILD_TYPES, GIB, Overrides, Plan
+from buildtools.session import PlanOptions, plan_for
+
+__all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "presets",
+        help="write CMakeUserPresets.json for this machine",
+        description="Detect the toolchain and machine, plan the build (jobs, NVCC_THREADS, job pools, "
+        "archs, launcher) and write CMakeUserPresets.json: configure presets release, relwithdebinfo, "
+        "debug; build presets that install; workflow presets (cmake --workflow --preset release). "
+        "Your own presets in the file are kept.",
+    )
+    p.add_argument("--force-overwrite", action="store_true",
+                   help="replace kernloop's presets (or an unreadable file) without asking; a backup is kept")
+    p.add_argument("--dry-run", action="store_true", help="write nothing; print the file that would be written")
+    p.add_argument("--print-plan", action="store_true", help="show every fact with its source and every number with its reason")
+    p.add_argument("--json", action="store_true", help="print facts, plan and presets as one JSON object")
+    # Numbers are checked by Overrides (one-line errors naming the flag), not by argparse.
+    p.add_argument("--jobs", metavar="N", help="compile jobs (default: planned; env MAX_JOBS)")
+    p.add_argument("--nvcc-threads", metavar="N",
+                   help="nvcc --threads per compile job (default: planned; env NVCC_THREADS)")
+    p.add_argument("--arch", metavar="LIST",
+                   help="CUDA archs, e.g. \"8.0;9.0+PTX\" (default: local GPUs, else a default list; "
+                   "env TORCH_CUDA_ARCH_LIST)")
+    p.add_argument("--build-type", metavar="T",
+                   help=f"{', '.join(BUILD_TYPES)} (default: Release; env CMAKE_BUILD_TYPE)")
+    p.add_argument("--remote-cache", metavar="URL",
+                   help="shared compiler cache behind the local one: redis://HOST[:PORT], http://HOST/PATH, "
+                   "file:///DIR, s3://BUCKET[/PREFIX], or off (env KERNLOOP_REMOTE_CACHE; "
+                   "[tool.buildtools] remote-cache); see docs/shared-cache.md")
+    p.add_argument("--remote-cache-mode", metavar="MODE",
+                   help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
+    p.add_argument("--nvcc", type=Path, metavar="PATH", help="the nvcc to use (default: detected)")
+    p.add_argument("--python", type=Path, metavar="PATH", help="the Python with torch to build for (default: this one)")
+    add_source_dir(p)
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace, env: Any = None) -> PlanOptions:
+    """The CLI's flags (and env vars) as :class:`PlanOptions` for :func:`buildtools.session.plan_for`."""
+    env = os.environ if env is None else env
+    overrides = Overrides.from_sources(jobs=args.jobs, nvcc_threads=args.nvcc_threads, arch=args.arch,
+                                       build_type=args.build_type, env=env,
+                                       remote_cache=getattr(args, "remote_cache", None),
+                                       remote_cache_mode=getattr(args, "remote_cache_mode", None))
+    source_dir = source_dir_of(args)
+    return PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python, overrides=overrides, env=env)
+
+
+# -- presentation ------------------------------------------------------------------------------
+def fact_rows(facts: Facts) -> list[tuple[str, str, str]]:
+    """(name, value, source) for --print-plan."""
+    def prog(p: Any) -> tuple[str, str]:
+        return (f"{p.path} ({p.version or 'version unknown'})", p.source) if p else ("not found", "searched")
+
+    rows = [("python", f"{facts.python.executable} ({facts.python.version})", facts.python.source)]
+    t = facts.torch
+    if t is None:
+        rows.append(("torch", "not installed", f"import spec of {facts.python.executable}"))
+    else:
+        kind = f"CUDA {t.cuda}" if t.cuda else (f"HIP {t.hip}" if t.hip else "CPU only")
+        rows.append(("torch", f"{t.version} ({kind}), {t.root}", t.source))
+    n = facts.nvcc
+    if n is None:
+        rows.append(("nvcc", "not found", "searched: --nvcc, CUDACXX, CMAKE_CUDA_COMPILER, CUDA_HOME, PATH, "
+                                          "/usr/local/cuda"))
+    else:
+        source = n.source  # "<path> (from: ...)": keep the part in brackets, the path is the value
+        prefix = f"{n.path} (from: "
+        if source.startswith(prefix) and source.endswith(")"):
+            source = source[len(prefix):-1]
+        rows.append(("nvcc", f"{n.path} ({n.version})", source))
+        rows.append(("CUDA root", str(n.root), "nvcc -dryrun TOP="))
+        rows.append(("nvcc archs", " ".join(n.archs) or "unknown", f"{n.path} --list-gpu-arch"))
+    if facts.cuda_extra_includes:
+        rows.append(("CUDA headers", ";".join(map(str, facts.cuda_extra_includes)),
+                     "pip-installed nvidia/*/include next to torch"))
+    rows.append(("cores", str(facts.cpus.usable), facts.cpus.source))
+    rows.append(("RAM available", f"{facts.memory.available_bytes / GIB:.1f} GiB", facts.memory.source))
+    g = facts.gpus
+    gpus = ", ".join(f"{name} ({arch})" for name, arch in zip(g.names, g.archs)) or " ".join(g.archs) or "none"
+    rows.append(("GPUs", gpus, g.source))
+    for name in ("cmake", "ninja", "ccache", "sccache"):
+        rows.append((name, *prog(getattr(facts, name))))
+    return rows
+
+
+def _value(label: str, value: Any) -> str:
+    if label == "archs":
+        return ";".join(value)
+    if label == "launcher":
+        return value.name if value is not None else "none"
+    if label == "remote-cache":
+        return str(value) if value is not None else "none"
+    if label == "ram-per-job":
+        return f"{value:.1f} GiB"
+    return str(value)
+
+
+def format_plan(facts: Facts, plan: Plan, source_dir_source: str) -> str:
+    lines = ["facts:", f"  {'source dir':<14} {facts.source_dir}  [from: {source_dir_source}]"]
+    lines += [f"  {name:<14} {value}  [from: {source}]" for name, value, source in fact_rows(facts)]
+    lines.append(f"plan ({plan.platform.reason}):")
+    for label, decision in plan.numbers()[1:]:
+        lines.append(f"  {label}={_value(label, decision.value)}: {decision.reason}")
+    lines += [f"note: {note}" for note in facts.notes]  # plan warnings go to stderr, once
+    return "\n".join(lines)
+
+
+def _cmake_command() -> str:
+    return "cmake" if shutil.which("cmake") else str(Path(sys.executable).parent / "cmake")
+
+
+# -- the command -------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    facts, plan = plan_for(options)
+    ours = presets.render(plan)
+    path = options.source_dir / presets.FILE_NAME
+    text = fileio.read_text(path)
+
+    existing = None
+    replacing_invalid = False
+    if text is not None:
+        try:
+            existing = presets.parse(text)
+        except presets.InvalidPresets as exc:
+            if not args.force_overwrite:
+                where = f"{path}:{exc.line}" if exc.line else str(path)
+                raise KernloopError(f"{where}: {exc.message}; left untouched",
+                                    "fix it, or pass --force-overwrite to back it up and replace it") from None
+            replacing_invalid = True
+
+    # Said before any question, so the user decides knowing them.
+    if "-only plan" in plan.platform.reason:  # a fallback (e.g. CPU-only): said in one line
+        print(f"note: {plan.platform.reason}", file=sys.stderr)
+    for warning in plan.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+    result = presets.merge(existing, ours)
+    new_text = presets.dumps(result.document)
+    up_to_date = text == new_text
+    clashing = presets.conflicts(existing, ours) if existing is not None else ()
+    if clashing and not up_to_date and not args.force_overwrite and not args.dry_run:
+        from buildtools.util.prompt import confirm
+
+        question = (f"{path.name} already has kernloop's presets ({', '.join(clashing)}). "
+                    "Replace them? Your other presets are kept, the old file is backed up.")
+        if not confirm(question, problem=f"{path} already has kernloop's presets ({', '.join(clashing)})",
+                       hint="pass --force-overwrite to replace them (your own presets are kept, "
+                            "the old file is backed up)", default=True):
+            print(f"left {path} unchanged", file=sys.stderr)
+            return 1
+
+    saved = None
+    if not args.dry_run and not up_to_date:
+        saved = fileio.atomic_write_text(path, new_text, keep_backup=True)
+
+    # -- output ----------------------------------------------------------------------------------
+    names = presets.preset_names(plan)
+    out = sys.stderr if args.json else sys.stdout
+    if replacing_invalid:
+        print(f"warning: {path} was not valid presets JSON; replaced (backup: {saved})" if saved
+              else f"warning: {path} is not valid presets JSON; it would be replaced", file=sys.stderr)
+
+    if args.json:
+        print(json.dumps({
+            "file": str(path),
+            "written": not args.dry_run and not up_to_date,
+            "dry_run": bool(args.dry_run),
+            "backup": str(saved) if saved else None,
+            "presets": list(names),
+            "replaced": list(result.replaced),
+            "kept": list(result.kept),
+            "facts": to_jsonable(facts),
+            "plan": to_jsonable(plan),
+            "document": result.document,
+        }, indent=2))
+    elif args.print_plan:
+        source_dir_source = "--source-dir" if args.source_dir else "this checkout"
+        print(format_plan(facts, plan, source_dir_source))
+    elif args.dry_run:
+        print(new_text, end="")
+
+    details = [f"presets: {', '.join(names)}"]
+    if result.kept:
+        details.append(f"kept yours: {', '.join(result.kept)}")
+    if saved:
+        details.append(f"backup: {saved}")
+    next_cmd = f"{_cmake_command()} --workflow --preset {plan.build_type.value.lower()}"
+    if args.dry_run:
+        verb = f"dry run: {path} is up to date" if up_to_date else f"dry run: would write {path}"
+    else:
+        verb = f"{path} is up to date" if up_to_date else f"wrote {path}"
+    print(f"{verb} ({'; '.join(details)}) -- next: {next_cmd}", file=out)
+    return 0

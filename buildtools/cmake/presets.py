@@ -1,0 +1,191 @@
+"""Render a :class:`~buildtools.plan.planner.Plan` as ``CMakeUserPresets.json`` and merge it with an existing file.
+
+Pure: dicts in, dicts out. Reading and writing files is ``buildtools.util.fileio``'s job.
+
+Our presets are identified by name (:func:`our_names`); on merge they replace
+presets of the same name and kind, and everything else in the user's file (their
+presets, ``include``, ``vendor``, unknown keys) is kept as it was.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from buildtools.plan.planner import BUILD_TYPES, Plan
+
+__all__ = [
+    "FILE_NAME",
+    "PRESETS_VERSION",
+    "BASE_PRESET",
+    "PRESET_KINDS",
+    "InvalidPresets",
+    "MergeResult",
+    "preset_names",
+    "render",
+    "our_names",
+    "conflicts",
+    "merge",
+    "parse",
+    "dumps",
+]
+
+FILE_NAME = "CMakeUserPresets.json"
+PRESETS_VERSION = 6  # workflow presets need 6; CMake >= 3.25 reads it, we require 3.26
+BASE_PRESET = "kernloop-base"
+PRESET_KINDS = ("configurePresets", "buildPresets", "testPresets", "packagePresets", "workflowPresets")
+_CMAKE_MIN = {"major": 3, "minor": 26, "patch": 0}
+_SOURCE_DIR = "${sourceDir}"
+
+
+class InvalidPresets(ValueError):
+    """The existing file is not a presets document we can merge into. ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    document: dict[str, Any]
+    replaced: tuple[str, ...]  # "configurePresets/release", ... ours that were already there
+    kept: tuple[str, ...]  # the user's presets, by name
+
+
+def preset_names(plan: Plan) -> tuple[str, ...]:
+    """The visible configure/build/workflow presets, e.g. ("release", "relwithdebinfo", "debug")."""
+    types = [t for t in BUILD_TYPES[:3]]
+    if plan.build_type.value not in types:
+        types.append(plan.build_type.value)
+    return tuple(t.lower() for t in types)
+
+
+def _macro(value: str, plan: Plan) -> str:
+    # Values naming the source dir itself are written as ${sourceDir}, so the file survives a move.
+    return _SOURCE_DIR if value == str(plan.source_dir) else value
+
+
+def render(plan: Plan) -> dict[str, Any]:
+    """Our presets document: a hidden base preset plus one configure/build/workflow preset per type."""
+    cache = {name: _macro(value, plan) for name, value in plan.cache_variables.items()}
+    cache["CMAKE_INSTALL_PREFIX"] = _SOURCE_DIR  # the .so files land in the source package
+    base: dict[str, Any] = {
+        "name": BASE_PRESET,
+        "hidden": True,
+        "displayName": f"kernloop base ({plan.platform.value.upper()}; generated, do not edit)",
+        "generator": "Ninja",
+        "cacheVariables": dict(sorted(cache.items())),
+    }
+    if plan.environment:
+        base["environment"] = {k: _macro(v, plan) for k, v in sorted(plan.environment.items())}
+    configure = [base]
+    build = []
+    workflow = []
+    for name in preset_names(plan):
+        build_type = next(t for t in BUILD_TYPES if t.lower() == name)
+        configure.append({
+            "name": name,
+            "displayName": f"{build_type} ({plan.platform.value.upper()})",
+            "inherits": BASE_PRESET,
+            "binaryDir": f"{_SOURCE_DIR}/cmake-build-{name}",
+            "cacheVariables": {"CMAKE_BUILD_TYPE": build_type},
+        })
+        build.append({
+            "name": name,
+            "displayName": f"{build_type}: build and install into the source tree",
+            "configurePreset": name,
+            "jobs": plan.jobs.value,
+            "targets": ["install"],
+        })
+        workflow.append({
+            "name": name,
+            "displayName": f"{build_type}: configure, build, install",
+            "steps": [{"type": "configure", "name": name}, {"type": "build", "name": name}],
+        })
+    return {
+        "version": PRESETS_VERSION,
+        "cmakeMinimumRequired": dict(_CMAKE_MIN),
+        "configurePresets": configure,
+        "buildPresets": build,
+        "workflowPresets": workflow,
+    }
+
+
+def our_names(ours: Mapping[str, Any]) -> dict[str, set[str]]:
+    """kind -> names of the presets in ``ours``."""
+    return {kind: {p["name"] for p in ours.get(kind, [])} for kind in PRESET_KINDS if ours.get(kind)}
+
+
+def _check_structure(existing: Mapping[str, Any]) -> None:
+    if not isinstance(existing, dict):
+        raise InvalidPresets("the top level is not a JSON object")
+    for kind in PRESET_KINDS:
+        items = existing.get(kind)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise InvalidPresets(f"{kind} is not a list")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidPresets(f"{kind}[{i}] has no name")
+
+
+def conflicts(existing: Mapping[str, Any], ours: Mapping[str, Any]) -> tuple[str, ...]:
+    """Names of presets in ``existing`` that ``ours`` would replace, e.g. ("release", "kernloop-base")."""
+    _check_structure(existing)
+    mine = our_names(ours)
+    found: list[str] = []
+    for kind, names in mine.items():
+        for item in existing.get(kind) or []:
+            if item["name"] in names and item["name"] not in found:
+                found.append(item["name"])
+    return tuple(found)
+
+
+def merge(existing: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> MergeResult:
+    """``existing`` with our presets replaced by name (in place, keeping the user's order) and the
+    rest appended. The user's presets and keys are kept; the version is the higher of the two."""
+    if existing is None:
+        return MergeResult(json.loads(json.dumps(ours)), (), ())
+    _check_structure(existing)
+    doc: dict[str, Any] = json.loads(json.dumps(existing))  # deep copy; the input stays untouched
+    replaced: list[str] = []
+    kept: list[str] = []
+    for kind in PRESET_KINDS:
+        new_items = list(ours.get(kind) or [])
+        by_name = {p["name"]: p for p in new_items}
+        old_items = doc.get(kind) or []
+        out = []
+        for item in old_items:
+            if item["name"] in by_name:
+                out.append(by_name.pop(item["name"]))
+                replaced.append(f"{kind}/{item['name']}")
+            else:
+                out.append(item)
+                kept.append(item["name"])
+        out += [p for p in new_items if p["name"] in by_name]
+        if out:
+            doc[kind] = out
+    version = existing.get("version")
+    doc["version"] = max(version, ours["version"]) if isinstance(version, int) else ours["version"]
+    if "cmakeMinimumRequired" not in doc:
+        doc["cmakeMinimumRequired"] = dict(ours["cmakeMinimumRequired"])
+    # Keep "version" first, as CMake's own files do.
+    ordered = {"version": doc.pop("version"), **doc}
+    return MergeResult(ordered, tuple(replaced), tuple(dict.fromkeys(kept)))
+
+
+def parse(text: str) -> dict[str, Any]:
+    """JSON text -> presets document; InvalidPresets (with the line) when it is not one."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPresets(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", exc.lineno) from None
+    _check_structure(doc)
+    return doc
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2) + "\n"

@@ -1,0 +1,109 @@
+"""The small interface through which a build platform (CUDA, CPU, a plugin's ROCm...) shapes a plan.
+
+The planner (``buildtools.plan.planner``) owns everything generic: cores, RAM, job pools,
+launcher choice, build type. A platform contributes only what depends on the
+device toolchain:
+
+- facts of its own, found after the core detection (:meth:`Platform.detect`, into ``Facts.extra``),
+- whether it can build on these facts (:meth:`Platform.unavailable`),
+- its device decisions: arch list (its compiler's arch spelling and checks) and per-job device
+  threads (:meth:`Platform.plan_device`),
+- the peak RAM of its heaviest TU kind (:meth:`Platform.job_ram`),
+- which of its languages a compiler launcher may wrap (:meth:`Platform.launcher_languages`),
+- its CMake cache variables (:meth:`Platform.cache_variables`).
+
+``detect`` is the only hook that may touch the machine (through ``buildtools.util.proc``); the
+others are pure: they read facts and return values. CUDA and CPU are built in; other
+platforms are plugins (entry point group ``kernloop.platforms``, see ``buildtools.plugins.loader``
+and docs/plugins.md), loaded and guarded the same way.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Mapping, TypeVar
+
+if TYPE_CHECKING:  # annotations only; plan.py imports this module
+    from buildtools.settings import BuildConfig
+    from buildtools.model import Facts, Program
+    from buildtools.plan.planner import Overrides
+
+__all__ = ["Decision", "Override", "DevicePlan", "Detected", "Platform", "DEFAULT_PRIORITY"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Override(Generic[T]):
+    """A value the user forced, and where it came from (``"--jobs"``, ``"MAX_JOBS"``)."""
+
+    value: T
+    source: str
+
+
+@dataclass(frozen=True)
+class Decision(Generic[T]):
+    """One planned value with the reason a user can check, e.g.
+    ``jobs=6: min(cores 12 / nvcc-threads 2, RAM 14.2 GiB / 2.0 GiB per job)``."""
+
+    value: T
+    reason: str
+    overridden_by: str | None = None  # the flag/env var that forced it, if any
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    archs: Decision[tuple[str, ...]] | None = None  # e.g. ("8.0", "9.0+PTX"); None: no device code
+    threads: Decision[int] | None = None  # device compiler threads per job (NVCC_THREADS)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What :meth:`Platform.detect` found: ``facts`` go to ``Facts.extra[platform.name]`` (None:
+    nothing to add), ``notes`` to ``Facts.notes`` (why a tool is absent, which one was picked)."""
+
+    facts: Any = None
+    notes: tuple[str, ...] = ()
+
+
+# Platforms are tried by descending priority; the first that can build is used.
+DEFAULT_PRIORITY = 50
+
+
+class Platform(ABC):
+    """A build platform: a stateless object, built in or loaded from a plugin's entry point."""
+
+    name: ClassVar[str]  # "cuda", "cpu"; a plugin's entry point name
+    # How its device threads are called in reasons and flags ("nvcc-threads"); None: no device threads.
+    threads_label: ClassVar[str | None] = None
+    # CUDA 100, plugins 50 unless they say otherwise, CPU 0 (the fallback, always last).
+    priority: ClassVar[int] = DEFAULT_PRIORITY
+
+    def detect(self, facts: Facts, env: Mapping[str, str]) -> Detected | None:
+        """This platform's own facts, probed after the core detection (which ``facts`` holds).
+
+        May run programs (through ``buildtools.util.proc``) and read ``env``; nothing else may.
+        None: nothing to contribute (the built-ins find everything they need in the core facts).
+        """
+        return None
+
+    @abstractmethod
+    def unavailable(self, facts: Facts) -> str | None:
+        """None if this platform can build on ``facts``, else why not (one short phrase)."""
+
+    @abstractmethod
+    def plan_device(self, facts: Facts, overrides: Overrides, config: BuildConfig, cores: int) -> DevicePlan:
+        """Arch list and device threads. May raise KernloopError for an unusable override."""
+
+    def job_ram(self, config: BuildConfig, threads: int) -> tuple[float, str] | None:
+        """Peak GiB of this platform's heaviest device TU with ``threads``, and how it was computed."""
+        return None
+
+    def launcher_languages(self, facts: Facts, launcher: Program) -> tuple[tuple[str, ...], str | None]:
+        """The device languages ``launcher`` may wrap, and a warning when it may not."""
+        return (), None
+
+    @abstractmethod
+    def cache_variables(self, facts: Facts, device: DevicePlan) -> Mapping[str, str]:
+        """This platform's CMake cache variables (always including its enable switch)."""
