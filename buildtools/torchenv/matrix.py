@@ -16,6 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from buildtools.errors import KernloopError
+from buildtools.versions import release_tuple
 
 __all__ = [
     "MATRIX_PATH",
@@ -27,7 +28,6 @@ __all__ = [
     "load_matrix",
     "parse_torch_version",
     "minor_of",
-    "version_tuple",
     "derive_companions",
 ]
 
@@ -35,14 +35,6 @@ MATRIX_PATH = Path(__file__).with_name("torch_matrix.json")
 
 _CU_TAG = re.compile(r"^cu(\d+)(\d)$")  # cu130 -> 13.0, cu118 -> 11.8 (the last digit is the minor)
 _ROCM_TAG = re.compile(r"^rocm(\d+(?:\.\d+)+)$")
-_DOTTED = re.compile(r"^\d+(?:\.\d+)*$")
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    """``"13.0"`` -> ``(13, 0)``; raises ValueError on anything that is not dotted digits."""
-    if not _DOTTED.match(text):
-        raise ValueError(f"not a dotted version: {text!r}")
-    return tuple(int(p) for p in text.split("."))
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ class Platform:
     @property
     def sort_key(self) -> tuple[int, tuple[int, ...]]:
         order = {"cuda": 0, "rocm": 1, "xpu": 2, "cpu": 3}
-        return (order[self.kind], version_tuple(self.version) if self.version else ())
+        return (order[self.kind], release_tuple(self.version) if self.version else ())
 
     @classmethod
     def cuda(cls, version: str) -> "Platform":
@@ -104,8 +96,8 @@ class PythonRange:
     experimental: tuple[str, ...] = ()  # free-threaded builds, e.g. ("3.14t",)
 
     def supports(self, python_version: str) -> bool:
-        mm = version_tuple(".".join(python_version.split(".")[:2]))
-        return version_tuple(self.min) <= mm <= version_tuple(self.max)
+        mm = release_tuple(".".join(python_version.split(".")[:2]))
+        return release_tuple(self.min) <= mm <= release_tuple(self.max)
 
     def __str__(self) -> str:
         return f"{self.min}-{self.max}"
@@ -141,12 +133,12 @@ class TorchRelease:
     @property
     def cuda(self) -> tuple[str, ...]:
         """Every CUDA version with a wheel index for this release, oldest first."""
-        return tuple(sorted({*self.cuda_stable, *self.cuda_experimental}, key=version_tuple))
+        return tuple(sorted({*self.cuda_stable, *self.cuda_experimental}, key=release_tuple))
 
     @property
     def platforms(self) -> tuple[Platform, ...]:
         found = [Platform("cuda", c) for c in self.cuda]
-        found += [Platform("rocm", r) for r in sorted(self.rocm, key=version_tuple)]
+        found += [Platform("rocm", r) for r in sorted(self.rocm, key=release_tuple)]
         if self.xpu:
             found.append(Platform("xpu"))
         found.append(Platform("cpu"))
@@ -284,9 +276,9 @@ def _parse(data: Any, path: Path) -> Matrix:
                 torchaudio_compatible=raw.get("torchaudio_compatible"),
             )
             # Every version string must be usable; catch typos at load time, not mid-command.
-            version_tuple(row.minor)
+            release_tuple(row.minor)
             for v in (*row.cuda, *row.rocm, row.python.min, row.python.max):
-                version_tuple(v)
+                release_tuple(v)
             for p, c in patches.items():
                 if minor_of(Version(p)) != row.minor:
                     raise ValueError(f"patch {p} listed under {row.minor}")
@@ -297,7 +289,7 @@ def _parse(data: Any, path: Path) -> Matrix:
             name = raw.get("torch", "?") if isinstance(raw, dict) else "?"
             raise _fail(path, f"release {name}: {exc.__class__.__name__}: {exc}") from None
         releases.append(row)
-    releases.sort(key=lambda r: version_tuple(r.minor))
+    releases.sort(key=lambda r: release_tuple(r.minor))
     if not releases:
         raise _fail(path, "no releases")
     return Matrix(

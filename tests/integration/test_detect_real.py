@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from buildtools.detect import DetectOptions, detect_all
-from buildtools.detect._common import version_tuple
+from buildtools.versions import version_tuple
 from buildtools.detect.nvcc import DEFAULT_NVCC, find_nvcc
 from buildtools.detect.python import probe_python
 from buildtools.detect.torch import torch_facts

@@ -103,7 +103,7 @@ def test_check_on_this_environment():
     run = cli("torch", "check")
     assert run.returncode == (0 if report.ok else 1), run.stdout + run.stderr
     assert f"{target.torch.version} (" in run.stdout
-    verdict = ("fit" if report.ok else "do NOT fit") + (" (with warnings)" if report.worst == "warn" else "")
+    verdict = ("fit" if report.ok else "do NOT fit") + (" (with warnings)" if report.worst == "warning" else "")
     assert run.stdout.rstrip().splitlines()[-1] == f"torch, nvcc and driver {verdict}"
     data = json.loads(cli("torch", "check", "--json").stdout)
     assert data["fits"] == report.ok and data["torch"]["version"] == target.torch.version

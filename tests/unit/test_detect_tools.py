@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.detect._common import version_tuple
+from buildtools.versions import CMAKE_MIN, parse_version, version_tuple
 from buildtools.detect.python import probe_python
-from buildtools.detect.tools import CMAKE_MIN, find_program, find_tools, unwrap_pip_script
+from buildtools.detect.tools import find_program, find_tools, unwrap_pip_script
 from tests.unit._detect_fakes import env_with_path, write_script
 
 VENV_BIN = Path(sys.executable).parent
@@ -28,7 +28,7 @@ def _old_system_cmake() -> Path:
     if not SYSTEM_CMAKE.is_file():
         pytest.skip("no system cmake")
     program, _ = find_program("cmake", None, env_with_path(SYSTEM_CMAKE.parent))
-    if program is None or version_tuple(program.version) >= CMAKE_MIN:
+    if program is None or parse_version(program.version) >= CMAKE_MIN:
         pytest.skip(f"system cmake {program and program.version} is not an older one that runs")
     return SYSTEM_CMAKE
 
@@ -37,7 +37,7 @@ def test_cmake_next_to_the_target_python_beats_an_older_one_on_path():
     _real("cmake")
     _old_system_cmake()
     cmake, notes = find_program("cmake", VENV_BIN, env_with_path(SYSTEM_CMAKE.parent), SITES, CMAKE_MIN)
-    assert cmake is not None and version_tuple(cmake.version) >= CMAKE_MIN
+    assert cmake is not None and parse_version(cmake.version) >= CMAKE_MIN
     assert cmake.source.startswith(f"next to the target Python ({VENV_BIN})")
     assert notes == []
 
@@ -46,7 +46,7 @@ def test_older_cmake_first_on_path_is_skipped_with_a_note():
     _real("cmake")
     _old_system_cmake()
     cmake, notes = find_program("cmake", None, env_with_path(SYSTEM_CMAKE.parent, VENV_BIN), SITES, CMAKE_MIN)
-    assert cmake is not None and version_tuple(cmake.version) >= CMAKE_MIN and cmake.source.startswith("PATH")
+    assert cmake is not None and parse_version(cmake.version) >= CMAKE_MIN and cmake.source.startswith("PATH")
     assert len(notes) == 1 and notes[0].startswith(f"skipped {SYSTEM_CMAKE}: cmake 3.") and "older than 3.26" in notes[0]
 
 

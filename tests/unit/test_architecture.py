@@ -1,0 +1,165 @@
+"""The shape of buildtools/: imports point down the layers, no cycle, one home per fact.
+
+The import graph is read from the source (``ast``), function-local imports included; only
+``if TYPE_CHECKING:`` blocks are left out (they never run). See docs/architecture.md.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "buildtools"
+
+# Lower layers first; a module may import its own layer or the ones before it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "model", "versions", "util"),
+    ("cache", "detect", "cmake"),
+    ("settings",),
+    ("plan", "torchenv"),
+    ("plugins",),
+    ("session",),
+    ("run", "checks"),
+    ("backend", "cli", "__main__"),
+)
+RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
+MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The buildtools modules ``path`` imports (``from pkg import mod`` counts as ``pkg.mod``)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for other in child.orelse:
+                    visit(other)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (child.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                found.add(base)
+                found.update(f"{base}.{a.name}" for a in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m in modules and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for p in PKG.rglob("*.py")}
+    modules = set(files)
+    return {name: _imports(path, modules) for name, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return out
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_no_import_cycle() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_imports_point_down_the_layers() -> None:
+    graph = _graph()
+    unknown = sorted({_layer(m) for m in graph} - set(RANK) - {None})
+    assert unknown == [], f"add these to LAYERS (and docs/architecture.md): {unknown}"
+    upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
+              if _layer(m) and _layer(t) and RANK[_layer(t)] > RANK[_layer(m)]]
+    assert upward == []
+
+
+def test_import_graph_sees_function_local_imports(tmp_path: Path) -> None:
+    src = tmp_path / "mod.py"
+    src.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from buildtools import session\n"
+                   "def f():\n    from buildtools.run import build\n")
+    seen = _imports(src, {"buildtools.session", "buildtools.run.build", "buildtools.run"})
+    assert seen == {"buildtools.run", "buildtools.run.build"}
+
+
+def test_commands_live_in_cli_only() -> None:
+    assert [p for p in PKG.rglob("*_cmd.py")] == []
+
+
+def test_no_module_over_the_size_limit() -> None:
+    big = {str(p.relative_to(ROOT)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert big == {}
+
+
+@pytest.mark.parametrize("name", ["MAX_JOBS", "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "KERNLOOP_RAM_BUDGET",
+                                  "KERNLOOP_REMOTE_CACHE", "KERNLOOP_ENABLE_CUDA_NOT_A_SETTING"])
+def test_each_override_variable_is_named_in_one_module(name: str) -> None:
+    if name.endswith("_NOT_A_SETTING"):  # the check itself can fail
+        assert not any(re.search(rf"\b{name}\b", p.read_text()) for p in PKG.rglob("*.py"))
+        return
+    homes = sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*.py") if re.search(rf"\b{name}\b", p.read_text()))
+    assert homes == ["buildtools/settings.py"]
+
+
+@pytest.mark.parametrize("pattern", [r"cmake-build-\{", r"4\.12\.3|4, 12, 3", r"3\.26|3, 26"])
+def test_each_fact_is_written_once(pattern: str) -> None:
+    homes = sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*.py") if re.search(pattern, p.read_text()))
+    assert len(homes) == 1, homes
