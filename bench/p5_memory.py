@@ -7,7 +7,8 @@ peaks (an upper bound, the number held against the budget).
 """
 from __future__ import annotations
 
-from buildtools.plan.planner import GIB, Overrides
+from buildtools.model import GIB
+from buildtools.settings import Overrides
 
 from .harness import Figure, Target, fmt_s, heartbeat, series
 from .memory import sample_while

@@ -32,7 +32,7 @@ from bench.harness import BenchConfig, Figure, Progress  # noqa: E402
 from bench.report import machine_from_facts, render_figure, render_text, to_json  # noqa: E402
 from bench.workspace import Workspace  # noqa: E402
 from buildtools.errors import EXIT_USER_ERROR, KernloopError  # noqa: E402
-from buildtools.plan.planner import Overrides  # noqa: E402
+from buildtools.settings import Overrides  # noqa: E402
 
 __all__ = ["FIGURES", "parse_args", "config_from_args", "main"]
 

@@ -23,7 +23,7 @@ later ``cmake --build --preset release --target install`` would refresh a file
 that ``import kernloop`` no longer loads. Here the wheel's CMake install is
 limited to a component that does not exist (nothing compiled goes into the
 wheel) and the build dir is then installed into the source tree with
-:func:`buildtools.run.build.install_atomically`; the redirect maps the Python files to
+:func:`buildtools.run.install.install_atomically`; the redirect maps the Python files to
 the source tree and ``kernloop/_C.abi3.so`` is found next to them.
 """
 from __future__ import annotations
@@ -182,7 +182,7 @@ def _plan_numbers(plan: Any) -> list[tuple[str, str]]:
 
 def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | None, metadata_directory: str | None) -> str:
     from buildtools.errors import KernloopError
-    from buildtools.util.lock import BuildLock
+    from buildtools.util.lock import BuildLock, waiting_notice
 
     _require_build_env()
     skb = _skbuild()
@@ -195,11 +195,10 @@ def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | No
     build_dir = source_dir / _build_dir(settings)
     _announce(plan, str(build_dir))
 
-    def waiting(holder: Any) -> None:
-        who = holder.describe() if holder else "another process"
-        print(f"kernloop: waiting for {build_dir}: locked by {who}", file=sys.stderr)
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
 
-    with BuildLock(build_dir, on_wait=waiting), _environment(env):
+    with BuildLock(build_dir, on_wait=waiting_notice(build_dir, say, "kernloop: ")), _environment(env):
         hook = skb.build_editable if editable else skb.build_wheel
         name = hook(wheel_directory, settings, metadata_directory)
         if editable:
@@ -210,7 +209,7 @@ def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | No
 def _install_into_source(build_dir: Path, source_dir: Path, env: Mapping[str, str]) -> None:
     import shutil
 
-    from buildtools.run.build import _InstallFailed, install_atomically
+    from buildtools.run.install import InstallFailed, install_atomically
     from buildtools.errors import KernloopError
 
     cmake = shutil.which("cmake") or "cmake"
@@ -223,7 +222,7 @@ def _install_into_source(build_dir: Path, source_dir: Path, env: Mapping[str, st
     lines: list[str] = []
     try:
         installed = install_atomically(cmake, build_dir, source_dir, env={**os.environ, **env}, on_line=lines.append)
-    except _InstallFailed as exc:
+    except InstallFailed as exc:
         _fail(f"installing {build_dir} into {source_dir} failed (exit {exc.rc}): {' '.join(lines[-3:])}", "see the output above")
     except KernloopError as exc:
         _fail(exc.message, exc.hint)

@@ -1,4 +1,4 @@
-"""Facts about the machine and toolchain, as frozen data.
+"""The frozen data every layer shares: the facts detection found, and the plan made from them.
 
 Detection (``buildtools.detect``) produces a :class:`Facts`; after that nothing
 touches the machine until the runner. Every fact records ``source``: where it
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Generic, Mapping, TypeVar
 
 __all__ = [
     "Program",
@@ -24,8 +24,22 @@ __all__ = [
     "MemoryFacts",
     "GpuFacts",
     "Facts",
+    "Override",
+    "Decision",
+    "DevicePlan",
+    "Detected",
+    "Launcher",
+    "Plan",
+    "GIB",
+    "BUILD_TYPES",
     "to_jsonable",
 ]
+
+T = TypeVar("T")
+GIB = 1024**3
+# CMake's standard build types, by canonical spelling; the presets have one configure preset each
+# for the first three, and one for MinSizeRel only when it is the planned type.
+BUILD_TYPES = ("Release", "RelWithDebInfo", "Debug", "MinSizeRel")
 
 
 @dataclass(frozen=True)
@@ -108,10 +122,98 @@ class Facts:
     # None when no ccache was found.
     ccache_caches_nvcc: bool | None = None
 
+
+# -- the plan: what the planner decided, each number with its reason --------------------------
+
+
+@dataclass(frozen=True)
+class Override(Generic[T]):
+    """A value the user forced, and where it came from (``"--jobs"``, ``"MAX_JOBS"``)."""
+
+    value: T
+    source: str
+
+
+@dataclass(frozen=True)
+class Decision(Generic[T]):
+    """One planned value with the reason a user can check, e.g.
+    ``jobs=6: min(cores 12 / nvcc-threads 2, RAM 14.2 GiB / 2.0 GiB per job)``."""
+
+    value: T
+    reason: str
+    overridden_by: str | None = None  # the flag/env var that forced it, if any
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    archs: Decision[tuple[str, ...]] | None = None  # e.g. ("8.0", "9.0+PTX"); None: no device code
+    threads: Decision[int] | None = None  # device compiler threads per job (NVCC_THREADS)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Detected:
+    """What :meth:`Platform.detect` found: ``facts`` go to ``Facts.extra[platform.name]`` (None:
+    nothing to add), ``notes`` to ``Facts.notes`` (why a tool is absent, which one was picked)."""
+
+    facts: Any = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """A compiler launcher (ccache/sccache) and what it wraps."""
+
+    name: str
+    path: Path
+    languages: tuple[str, ...]  # CMake languages: ("C", "CXX", "CUDA")
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the renderers need. ``cache_variables`` is what CMake is told, minus the
+    build type and install prefix, which differ per entry point (see :meth:`cmake_defines`)."""
+
+    source_dir: Path
+    platform: Decision[str]  # "cuda" / "cpu"
+    jobs: Decision[int]  # compile pool size, and the build's -j
+    link_jobs: Decision[int]
+    device_threads: Decision[int] | None  # NVCC_THREADS; None for a CPU plan
+    threads_label: str | None  # "nvcc-threads"
+    archs: Decision[tuple[str, ...]] | None  # TORCH_CUDA_ARCH_LIST entries; None for a CPU plan
+    ram_per_job_gib: Decision[float]
+    build_type: Decision[str]
+    launcher: Decision[Launcher | None]
+    cache_variables: Mapping[str, str]
+    environment: Mapping[str, str]  # for the build (launcher settings)
+    warnings: tuple[str, ...] = ()
+    # The shared compiler cache (buildtools.cache.remote.RemoteCache) behind the local one, or None.
+    remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
+
     @property
-    def cuda_build(self) -> bool:
-        """A CUDA build is possible: nvcc found and torch built with CUDA."""
-        return self.nvcc is not None and self.torch is not None and self.torch.cuda is not None
+    def cuda(self) -> bool:
+        return self.platform.value == "cuda"
+
+    def cmake_defines(self, *, build_type: str | None = None, install_prefix: str | None = None) -> dict[str, str]:
+        """Flat ``-D`` values for any entry point (pip backend, ``buildtools build``)."""
+        defines = dict(self.cache_variables)
+        defines["CMAKE_BUILD_TYPE"] = build_type or self.build_type.value
+        if install_prefix is not None:
+            defines["CMAKE_INSTALL_PREFIX"] = install_prefix
+        return defines
+
+    def numbers(self) -> list[tuple[str, Decision[Any]]]:
+        """(label, decision) for every planned value, in display order."""
+        rows: list[tuple[str, Decision[Any]]] = [("platform", self.platform), ("jobs", self.jobs),
+                                                  ("link-jobs", self.link_jobs)]
+        if self.device_threads is not None:
+            rows.append((self.threads_label or "device-threads", self.device_threads))
+        rows.append(("ram-per-job", self.ram_per_job_gib))
+        if self.archs is not None:
+            rows.append(("archs", self.archs))
+        rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache)]
+        return rows
 
 
 def to_jsonable(obj: Any) -> Any:

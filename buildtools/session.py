@@ -27,7 +27,8 @@ from buildtools.util import proc
 from buildtools.settings import load_config
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
-from buildtools.plan.planner import Overrides, Plan
+from buildtools.settings import Overrides
+from buildtools.model import Plan
 from buildtools.plugins.loader import PluginReport, PluginSession
 
 if TYPE_CHECKING:

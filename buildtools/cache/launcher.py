@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from buildtools.cache.remote_runtime import errors_warning
 from buildtools.util import proc
 
 __all__ = ["CacheStats", "CacheProbe", "launcher_kind", "launcher_env", "probe_for", "parse_ccache_counters", "parse_sccache_json"]
@@ -68,8 +69,6 @@ class CacheStats:
 
     def remote_warning(self) -> str | None:
         """One line when the shared cache failed during the build (it never fails the build)."""
-        from buildtools.cache.remote import errors_warning
-
         return errors_warning(self.remote, self.remote_errors, self.tool) if self.remote is not None else None
 
 
@@ -85,12 +84,16 @@ def launcher_kind(launcher: str | os.PathLike[str] | None) -> str | None:
     return None
 
 
-def launcher_env(kind: str | None, source_dir: Path) -> dict[str, str]:
-    """The environment a cached build needs so hits survive a new build directory."""
+def launcher_env(kind: str | None, source_dir: Path, cache_dir: Path | None = None) -> dict[str, str]:
+    """The environment a cached build needs so hits survive a new build directory: paths relative
+    to the source dir, no build-dir hashing (hits across build trees and clones), and the cache
+    dir when the project sets one."""
     if kind == "ccache":
-        return {"CCACHE_BASEDIR": str(source_dir), "CCACHE_NOHASHDIR": "1"}
+        env = {"CCACHE_BASEDIR": str(source_dir), "CCACHE_NOHASHDIR": "true"}
+        return {**env, "CCACHE_DIR": str(cache_dir)} if cache_dir else env
     if kind == "sccache":
-        return {"SCCACHE_BASEDIRS": str(source_dir)}
+        env = {"SCCACHE_BASEDIRS": str(source_dir)}
+        return {**env, "SCCACHE_DIR": str(cache_dir)} if cache_dir else env
     return {}
 
 

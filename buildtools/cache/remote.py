@@ -1,9 +1,9 @@
 """A shared compiler cache behind the local one: ccache remote storage or sccache's multi-level cache.
 
-Asked for with ``--remote-cache URL``, ``KERNLOOP_REMOTE_CACHE`` or ``[tool.buildtools]
-remote-cache`` (in that order); ``off``/``none`` turns a configured one off. The mode comes
-from ``--remote-cache-mode`` or ``KERNLOOP_REMOTE_CACHE_MODE``: ``read-only`` unless told
-otherwise, so a pipeline that forgets to choose cannot write into the team's cache (a
+The pure half: URL and mode checks and the launcher settings a plan gets; reaching the cache at
+build time is :mod:`buildtools.cache.remote_runtime`. Asked for with a flag, an environment
+variable or ``[tool.buildtools] remote-cache`` (the rows of ``buildtools.settings.OVERRIDES``);
+``off``/``none`` turns a configured one off. The mode is ``read-only`` unless told otherwise, so a pipeline that forgets to choose cannot write into the team's cache (a
 post-merge job or a developer opts in to ``read-write``).
 
 URLs (checked before anything is built; a bad one is one error naming where it came from):
@@ -36,16 +36,13 @@ read-only too, so remote hits are copied into the local cache but new compilatio
 cached nowhere. A remote that is down when its server starts stalls that start for 10 s
 and then fails every compile, and one that goes away mid-build costs each compile about
 a minute -- so the runner probes the endpoint first and (re)starts the server itself,
-without the remote level when it is unreachable (:func:`prepare_sccache`).
+without the remote level when it is unreachable (``remote_runtime.prepare_sccache``).
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from buildtools.errors import KernloopError
@@ -55,29 +52,18 @@ if TYPE_CHECKING:
     from buildtools.model import Program
 
 __all__ = [
-    "URL_VAR",
-    "MODE_VAR",
-    "CONFIG_KEY",
+    "mask_url",
     "MODES",
     "DEFAULT_MODE",
     "RemoteCache",
     "RemotePlan",
-    "Endpoint",
     "check_url",
     "parse_mode",
     "resolve",
     "auto_launcher",
     "plan_remote",
-    "configured_url",
-    "endpoint_from_env",
-    "probe",
-    "prepare_sccache",
-    "errors_warning",
 ]
 
-URL_VAR = "KERNLOOP_REMOTE_CACHE"
-MODE_VAR = "KERNLOOP_REMOTE_CACHE_MODE"
-CONFIG_KEY = "remote-cache"
 MODES = ("read-write", "read-only")
 DEFAULT_MODE = "read-only"
 OFF = ("off", "none")
@@ -104,7 +90,7 @@ def _bad(source: str, text: object, what: str, hint: str = "") -> KernloopError:
     return KernloopError(f"{where}: {what}", hint or f"give a URL like {_URL_FORMS}, or \"off\"")
 
 
-def _mask(url: str) -> str:
+def mask_url(url: str) -> str:
     """The URL with its password (if any) replaced by ``***``."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -209,21 +195,21 @@ class RemoteCache:
 
     @property
     def display_url(self) -> str:
-        return _mask(self.url)
+        return mask_url(self.url)
 
     def __str__(self) -> str:
         return f"{self.display_url} ({self.mode})"
 
 
 def resolve(url: tuple[str, str] | None, mode: tuple[str, str] | None = None, *,
-            config_url: str | None = None, config_where: str = "pyproject.toml") -> RemoteCache | None:
+            config_url: str | None = None, config_source: str = "pyproject.toml") -> RemoteCache | None:
     """The remote cache from a flag or env value ``(value, where from)`` over the project's
     ``remote-cache``; None when none is asked for or it is ``off``. Raises KernloopError for a
     bad URL or mode, naming where it came from."""
     if url is not None:
         value, source = check_url(url[0], url[1]), url[1]
     elif config_url:
-        source = f"{config_where} [tool.buildtools] {CONFIG_KEY}"
+        source = config_source
         value = check_url(config_url, source)
     else:
         return None
@@ -290,7 +276,7 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
             "CCACHE_COMPILERCHECK": "%compiler% --version",
             "CCACHE_IGNOREOPTIONS": "--threads=*",
         }
-        storage_shown = _mask(remote.url) + ("|read-only" if remote.read_only else "")
+        storage_shown = mask_url(remote.url) + ("|read-only" if remote.read_only else "")
         reason = (f"{where}; ccache remote storage {storage_shown} behind the local cache; "
                   "keys: compiler by --version, nvcc --threads ignored")
         return RemotePlan(env, reason, secret)
@@ -346,132 +332,3 @@ def _plan_sccache(remote: RemoteCache, where: str) -> RemotePlan:
         reason += ("; sccache's read-only covers its local level too: remote hits are kept locally, "
                    "new compilations are not cached")
     return RemotePlan(env, reason, tuple(warnings))
-
-
-def configured_url(source_dir: Path) -> str | None:
-    """``[tool.buildtools] remote-cache`` of the project, as written (None: none or unreadable;
-    the planner reports a broken file)."""
-    from buildtools.settings import load_config
-
-    try:
-        return load_config(source_dir).remote_cache
-    except KernloopError:
-        return None
-
-
-# --------------------------------------------------------------------------------------------
-# The runner's side: what a build environment points at, reachability, sccache's server
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """The shared cache a build environment configures (read back from the launcher's variables)."""
-
-    tool: str  # "ccache" | "sccache"
-    description: str  # "redis://127.0.0.1:6379 (read-only)", password masked
-    host: str | None = None  # TCP endpoint to probe; None: nothing to probe (a path, or AWS)
-    port: int | None = None
-    path: str | None = None  # a unix socket or shared directory
-    variables: tuple[str, ...] = ()  # what to drop to build without it
-
-
-def endpoint_from_env(tool: str | None, env: Mapping[str, str]) -> Endpoint | None:
-    """The shared cache ``env`` configures for ``tool``, or None."""
-    if tool == "ccache":
-        storage = str(env.get("CCACHE_REMOTE_STORAGE", "")).strip()
-        if not storage:
-            return None
-        first = storage.split()[0]
-        url, *attrs = first.split("|")
-        read_only = any(a.strip() in ("read-only", "read-only=true") for a in attrs)
-        desc = f"{_mask(url)} ({'read-only' if read_only else 'read-write'})"
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if scheme in ("redis", "http"):
-            return Endpoint("ccache", desc, parts.hostname, port or (6379 if scheme == "redis" else 80),
-                            variables=("CCACHE_REMOTE_STORAGE",))
-        return Endpoint("ccache", desc, path=parts.path or None, variables=("CCACHE_REMOTE_STORAGE",))
-    if tool == "sccache":
-        chain = str(env.get("SCCACHE_MULTILEVEL_CHAIN", "")).replace(" ", "").split(",")
-        level = chain[1] if len(chain) > 1 else None
-        if level == "redis" and env.get("SCCACHE_REDIS_ENDPOINT"):
-            url = env["SCCACHE_REDIS_ENDPOINT"]
-            parts = urlsplit(url if "://" in url else f"redis://{url}")
-            ro = env.get("SCCACHE_REDIS_RW_MODE", "").upper() == "READ_ONLY"
-            return Endpoint("sccache", f"{_mask(url)} ({'read-only' if ro else 'read-write'})", parts.hostname,
-                            parts.port or 6379, variables=("SCCACHE_MULTILEVEL_CHAIN", "SCCACHE_REDIS_ENDPOINT"))
-        if level == "webdav" and env.get("SCCACHE_WEBDAV_ENDPOINT"):
-            url = env["SCCACHE_WEBDAV_ENDPOINT"]
-            parts = urlsplit(url)
-            ro = env.get("SCCACHE_WEBDAV_RW_MODE", "").upper() == "READ_ONLY"
-            return Endpoint("sccache", f"{url} ({'read-only' if ro else 'read-write'})", parts.hostname,
-                            parts.port or (443 if parts.scheme == "https" else 80),
-                            variables=("SCCACHE_MULTILEVEL_CHAIN", "SCCACHE_WEBDAV_ENDPOINT"))
-        if level == "s3" and env.get("SCCACHE_BUCKET"):
-            ro = env.get("SCCACHE_S3_RW_MODE", "").upper() == "READ_ONLY"
-            prefix = env.get("SCCACHE_S3_KEY_PREFIX", "")
-            desc = f"s3://{env['SCCACHE_BUCKET']}/{prefix} ({'read-only' if ro else 'read-write'})"
-            ep = env.get("SCCACHE_ENDPOINT")
-            host = port = None
-            if ep:
-                parts = urlsplit(ep if "://" in ep else f"http://{ep}")
-                host = parts.hostname
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-            return Endpoint("sccache", desc, host, port, variables=("SCCACHE_MULTILEVEL_CHAIN", "SCCACHE_BUCKET"))
-    return None
-
-
-def probe(endpoint: Endpoint, timeout: float = 2.0) -> str | None:
-    """None when ``endpoint`` answers (a TCP connect, or the path exists), else why not."""
-    if endpoint.host:
-        try:
-            with socket.create_connection((endpoint.host, endpoint.port or 0), timeout=timeout):
-                return None
-        except OSError as exc:
-            return exc.strerror or str(exc) or type(exc).__name__
-    if endpoint.path and not os.path.exists(endpoint.path):
-        return f"{endpoint.path} does not exist"
-    return None
-
-
-def prepare_sccache(program: Path, env: Mapping[str, str], say: Callable[[str], None]) -> str | None:
-    """(Re)start the sccache server with ``env``'s cache settings before a build.
-
-    sccache reads its cache settings when its server starts, so a server left running by an
-    earlier build would ignore the mode and backend of this one; and a remote that is down
-    when the server starts fails every compile. So: probe the remote, restart the server
-    with it (or, unreachable, without it -- one warning line). Returns that warning or None.
-    """
-    from buildtools.util import proc
-
-    endpoint = endpoint_from_env("sccache", env)
-    if endpoint is None:
-        return None
-    server_env = dict(env)
-    warning = None
-    why = probe(endpoint)
-    if why is not None:
-        warning = f"shared cache {endpoint.description} unreachable ({why}): building with the local cache only"
-        say(f"warning: {warning}")
-        for var in endpoint.variables:
-            server_env.pop(var, None)
-    proc.try_run([program, "--stop-server"], env=server_env, timeout=30)
-    started = proc.try_run([program, "--start-server"], env=server_env, timeout=60)
-    if started is None or not started.ok:
-        detail = (started.stderr or started.stdout).strip().splitlines()[-1:] if started else []
-        say(f"warning: sccache server did not start{': ' + detail[0] if detail else ''}")
-    return warning
-
-
-def errors_warning(description: str | None, errors: int, tool: str) -> str | None:
-    """The one warning line for a build whose shared cache failed (``errors`` > 0)."""
-    if not errors:
-        return None
-    what = description or "the shared cache"
-    return (f"shared cache {what}: {errors} {tool} error{'s' if errors != 1 else ''} during this build "
-            "(down or unreachable?); built with the local cache only")

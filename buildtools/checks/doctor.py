@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 from buildtools.util import proc
 from buildtools.model import Facts
 from buildtools.versions import CCACHE_NVCC_MIN, CMAKE_MIN, at_least, cuda_alignment, version_tuple
-from buildtools.checks.findings import LEVELS, Finding, worst as worst_level
+from buildtools.checks.findings import Finding, worst as worst_level
 
 __all__ = [
     "Finding",
@@ -32,8 +32,6 @@ __all__ = [
     "ImportView",
     "Observations",
     "MODULES",
-    "MIN_CMAKE",
-    "MIN_CCACHE_FOR_NVCC",
     "DISK_ERROR_BYTES",
     "DISK_WARNING_BYTES",
     "parse_host_limits",
@@ -239,7 +237,7 @@ def _free_bytes(path: Path) -> int | None:
 
 def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None) -> Observations:
     """Look at the machine and the checkout (the only part of doctor with side effects: it reads)."""
-    from buildtools.run.build import read_cmake_cache
+    from buildtools.cmake.file_api import read_cmake_cache
 
     env = dict(os.environ if env is None else env)
     source_dir = facts.source_dir

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from buildtools.cli.main import add_source_dir, source_dir_of
+from buildtools.settings import add_flags, flags_as_env, overrides_help
 
 __all__ = ["register", "run"]
 
@@ -20,7 +21,7 @@ def register(subparsers: Any) -> None:
         description="Rewrite CMakeUserPresets.json only if torch/nvcc/Python/the launcher changed, "
         "configure only if needed, build with a progress bar, install _C/_moe_C into kernloop/, and "
         "summarise: TUs rebuilt, time, compiler-cache hits, slowest TUs, installed files. "
-        "Planner overrides come from MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE, KERNLOOP_RAM_BUDGET.",
+        + overrides_help("build"),
     )
     p.add_argument("--preset", default="release", metavar="NAME", help="configure/build preset (default: release)")
     p.add_argument("--target", default="install", metavar="T",
@@ -28,11 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clean", action="store_true", help="empty the build directory first")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="one line per step instead of a progress bar")
-    p.add_argument("--remote-cache", metavar="URL",
-                   help="shared compiler cache behind the local one (redis://, http://, file://, s3://, or off; "
-                   "env KERNLOOP_REMOTE_CACHE; [tool.buildtools] remote-cache); see docs/shared-cache.md")
-    p.add_argument("--remote-cache-mode", metavar="MODE",
-                   help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
+    add_flags(p, "build")
     add_source_dir(p)
     p.set_defaults(func=run)
 
@@ -49,17 +46,7 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )
     env = dict(os.environ)
-    if args.remote_cache is not None or args.remote_cache_mode is not None:
-        from buildtools.plan.planner import Overrides
-        from buildtools.cache.remote import MODE_VAR, URL_VAR
-
-        # Checked here so that a bad value is one error naming the flag, before anything runs;
-        # the planner reads them from the environment like every other override.
-        flags = Overrides.from_sources(remote_cache=args.remote_cache, remote_cache_mode=args.remote_cache_mode)
-        if flags.remote_cache is not None:
-            env[URL_VAR] = flags.remote_cache.value
-        if flags.remote_cache_mode is not None:
-            env[MODE_VAR] = flags.remote_cache_mode.value
+    env.update(flags_as_env(args, "build"))
     terminate_as_interrupt()
     result = run_build(options, env=env)
     if args.json:

@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from buildtools.run.build import resolve_preset
+    from buildtools.cmake.presets import resolve_preset
+    from buildtools.run.state import default_build_dir
     from buildtools.checks.doctor import observe, run_checks, worst
     from buildtools.errors import KernloopError
     from buildtools.model import to_jsonable
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         preset = resolve_preset(source_dir, args.preset)
     except KernloopError:
         preset = None  # an unreadable presets file is the presets command's to report
-    build_dir = preset.binary_dir if preset else source_dir / f"cmake-build-{args.preset}"
+    build_dir = preset.binary_dir if preset else default_build_dir(source_dir, args.preset)
     obs = observe(facts, build_dir)
     findings = run_checks(facts, obs)
     level = worst(findings)

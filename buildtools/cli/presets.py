@@ -19,7 +19,8 @@ from buildtools.cmake import presets
 from buildtools.cli.main import add_source_dir, source_dir_of
 from buildtools.errors import KernloopError
 from buildtools.model import Facts, to_jsonable
-from buildtools.plan.planner import BUILD_TYPES, GIB, Overrides, Plan
+from buildtools.model import GIB, Plan
+from buildtools.settings import OVERRIDES, Overrides, add_flags, overrides_help
 from buildtools.session import PlanOptions, plan_for
 
 __all__ = ["register", "run", "options_from_args", "fact_rows", "format_plan"]
@@ -32,28 +33,14 @@ def register(subparsers: Any) -> None:
         description="Detect the toolchain and machine, plan the build (jobs, NVCC_THREADS, job pools, "
         "archs, launcher) and write CMakeUserPresets.json: configure presets release, relwithdebinfo, "
         "debug; build presets that install; workflow presets (cmake --workflow --preset release). "
-        "Your own presets in the file are kept.",
+        "Your own presets in the file are kept. " + overrides_help("presets"),
     )
     p.add_argument("--force-overwrite", action="store_true",
                    help="replace kernloop's presets (or an unreadable file) without asking; a backup is kept")
     p.add_argument("--dry-run", action="store_true", help="write nothing; print the file that would be written")
     p.add_argument("--print-plan", action="store_true", help="show every fact with its source and every number with its reason")
     p.add_argument("--json", action="store_true", help="print facts, plan and presets as one JSON object")
-    # Numbers are checked by Overrides (one-line errors naming the flag), not by argparse.
-    p.add_argument("--jobs", metavar="N", help="compile jobs (default: planned; env MAX_JOBS)")
-    p.add_argument("--nvcc-threads", metavar="N",
-                   help="nvcc --threads per compile job (default: planned; env NVCC_THREADS)")
-    p.add_argument("--arch", metavar="LIST",
-                   help="CUDA archs, e.g. \"8.0;9.0+PTX\" (default: local GPUs, else a default list; "
-                   "env TORCH_CUDA_ARCH_LIST)")
-    p.add_argument("--build-type", metavar="T",
-                   help=f"{', '.join(BUILD_TYPES)} (default: Release; env CMAKE_BUILD_TYPE)")
-    p.add_argument("--remote-cache", metavar="URL",
-                   help="shared compiler cache behind the local one: redis://HOST[:PORT], http://HOST/PATH, "
-                   "file:///DIR, s3://BUCKET[/PREFIX], or off (env KERNLOOP_REMOTE_CACHE; "
-                   "[tool.buildtools] remote-cache); see docs/shared-cache.md")
-    p.add_argument("--remote-cache-mode", metavar="MODE",
-                   help="read-only (default) or read-write (env KERNLOOP_REMOTE_CACHE_MODE)")
+    add_flags(p, "presets")
     p.add_argument("--nvcc", type=Path, metavar="PATH", help="the nvcc to use (default: detected)")
     p.add_argument("--python", type=Path, metavar="PATH", help="the Python with torch to build for (default: this one)")
     add_source_dir(p)
@@ -63,10 +50,7 @@ def register(subparsers: Any) -> None:
 def options_from_args(args: argparse.Namespace, env: Any = None) -> PlanOptions:
     """The CLI's flags (and env vars) as :class:`PlanOptions` for :func:`buildtools.session.plan_for`."""
     env = os.environ if env is None else env
-    overrides = Overrides.from_sources(jobs=args.jobs, nvcc_threads=args.nvcc_threads, arch=args.arch,
-                                       build_type=args.build_type, env=env,
-                                       remote_cache=getattr(args, "remote_cache", None),
-                                       remote_cache_mode=getattr(args, "remote_cache_mode", None))
+    overrides = Overrides.from_sources(env=env, **{s.keyword: getattr(args, s.keyword, None) for s in OVERRIDES})
     source_dir = source_dir_of(args)
     return PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python, overrides=overrides, env=env)
 

@@ -8,15 +8,22 @@ presets, ``include``, ``vendor``, unknown keys) is kept as it was.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
-from buildtools.plan.planner import BUILD_TYPES, Plan
+from buildtools.errors import KernloopError
+from buildtools.model import BUILD_TYPES, Plan
 from buildtools.versions import CMAKE_MIN
 
 __all__ = [
     "FILE_NAME",
+    "PRESET_FILES",
+    "ResolvedPreset",
+    "resolve_preset",
+    "build_dir_name",
     "PRESETS_VERSION",
     "BASE_PRESET",
     "PRESET_KINDS",
@@ -32,6 +39,7 @@ __all__ = [
 ]
 
 FILE_NAME = "CMakeUserPresets.json"
+PRESET_FILES = ("CMakePresets.json", FILE_NAME)  # what CMake reads, in its order
 PRESETS_VERSION = 6  # workflow presets need 6; CMake >= 3.25 reads it, we require 3.26
 BASE_PRESET = "kernloop-base"
 PRESET_KINDS = ("configurePresets", "buildPresets", "testPresets", "packagePresets", "workflowPresets")
@@ -52,6 +60,11 @@ class MergeResult:
     document: dict[str, Any]
     replaced: tuple[str, ...]  # "configurePresets/release", ... ours that were already there
     kept: tuple[str, ...]  # the user's presets, by name
+
+
+def build_dir_name(preset: str) -> str:
+    """The build dir our presets give ``preset``, relative to the source dir."""
+    return f"cmake-build-{preset}"
 
 
 def preset_names(plan: Plan) -> tuple[str, ...]:
@@ -89,7 +102,7 @@ def render(plan: Plan) -> dict[str, Any]:
             "name": name,
             "displayName": f"{build_type} ({plan.platform.value.upper()})",
             "inherits": BASE_PRESET,
-            "binaryDir": f"{_SOURCE_DIR}/cmake-build-{name}",
+            "binaryDir": f"{_SOURCE_DIR}/{build_dir_name(name)}",
             "cacheVariables": {"CMAKE_BUILD_TYPE": build_type},
         })
         build.append({
@@ -189,3 +202,83 @@ def parse(text: str) -> dict[str, Any]:
 
 def dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2) + "\n"
+
+
+# -- reading back what CMake will use ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedPreset:
+    name: str
+    binary_dir: Path
+    digest: str  # of everything that feeds the configure step (after inheritance)
+    has_build_preset: bool
+    environment: Mapping[str, str] = field(default_factory=dict)  # the preset's own, macros expanded
+
+
+def _load_presets(source_dir: Path) -> list[dict[str, Any]]:
+    docs = []
+    for fname in PRESET_FILES:
+        path = source_dir / fname
+        if not path.exists():
+            continue
+        try:
+            docs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise KernloopError(f"cannot read {path}: {exc}", "fix the file, or regenerate it: python -m buildtools presets --force-overwrite") from None
+    return docs
+
+
+def _expand(value: str, source_dir: Path, preset: str) -> str:
+    return (
+        value.replace("${sourceDir}", str(source_dir))
+        .replace("${sourceParentDir}", str(source_dir.parent))
+        .replace("${sourceDirName}", source_dir.name)
+        .replace("${presetName}", preset)
+        .replace("${dollar}", "$")
+    )
+
+
+def resolve_preset(source_dir: Path, name: str) -> ResolvedPreset | None:
+    """The configure preset ``name`` with its ``inherits`` applied; None if no such preset.
+
+    Only what decides where and how to configure is resolved (binaryDir, generator,
+    cacheVariables, environment, toolchain); ``include`` files are not followed.
+    """
+    docs = _load_presets(source_dir)
+    configure = {p.get("name"): p for d in docs for p in d.get("configurePresets", []) if isinstance(p, dict)}
+    builds = {p.get("name") for d in docs for p in d.get("buildPresets", []) if isinstance(p, dict)}
+    if name not in configure:
+        return None
+
+    def merged(pname: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+        if pname in seen or pname not in configure:
+            return {}
+        preset = configure[pname]
+        parents = preset.get("inherits", [])
+        parents = [parents] if isinstance(parents, str) else list(parents)
+        out: dict[str, Any] = {"cacheVariables": {}, "environment": {}}
+        for parent in reversed(parents):  # the first parent wins, as in CMake
+            base = merged(parent, (*seen, pname))
+            for key, value in base.items():
+                if key in ("cacheVariables", "environment"):
+                    out[key].update(value)
+                else:
+                    out[key] = value
+        for key, value in preset.items():
+            if key in ("cacheVariables", "environment"):
+                out[key].update(value or {})
+            elif key not in ("name", "inherits", "hidden", "displayName", "description"):
+                out[key] = value
+        return out
+
+    full = merged(name)
+    binary = full.get("binaryDir")
+    if not binary:
+        raise KernloopError(f"configure preset {name!r} has no binaryDir", "add one, or regenerate: python -m buildtools presets --force-overwrite")
+    binary_dir = Path(_expand(str(binary), source_dir, name))
+    if not binary_dir.is_absolute():
+        binary_dir = source_dir / binary_dir
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    environment = {str(k): _expand(str(v), source_dir, name) for k, v in full["environment"].items() if v is not None}
+    return ResolvedPreset(name, binary_dir, digest, name in builds, environment)

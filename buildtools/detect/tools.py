@@ -11,10 +11,9 @@ it directly saves a Python start-up (~80 ms) on every ``cmake --build``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 from buildtools.model import Program
 from buildtools.detect._common import first_line, is_executable_file, probe, which_all

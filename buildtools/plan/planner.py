@@ -15,185 +15,20 @@ compile and link jobs fits in RAM.
 from __future__ import annotations
 
 import math
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
 
 from buildtools.cache import remote as _remote
-from buildtools.settings import BuildConfig
-from buildtools.errors import KernloopError
-from buildtools.model import Facts, Program
-from buildtools.plan.platforms import PLATFORMS, Decision, Override, Platform, select
+from buildtools.cache.launcher import launcher_env
+from buildtools.settings import BY_NAME, BuildConfig, Overrides
+from buildtools.model import GIB, Decision, Facts, Launcher, Override, Plan, Program
+from buildtools.plan.platforms import PLATFORMS, Platform, select
 
 __all__ = [
     "Decision",
     "Override",
-    "Overrides",
     "Launcher",
     "Plan",
     "make_plan",
-    "BUILD_TYPES",
-    "GIB",
 ]
-
-GIB = 1024**3
-# CMake's standard build types, by canonical spelling; the presets have one configure preset each
-# for the first three, and one for MinSizeRel only when it is the planned type.
-BUILD_TYPES = ("Release", "RelWithDebInfo", "Debug", "MinSizeRel")
-
-
-def _setting(source: str, text: object) -> str:
-    """``--jobs 0`` for a flag, ``MAX_JOBS=0`` for an environment variable."""
-    return f"{source} {text}" if source.startswith("-") else f"{source}={text}"
-
-
-def _fix(source: str, what: str) -> str:
-    return f"pass {what} to {source}" if source.startswith("-") else f"set {source} to {what}, or unset it"
-
-
-def _int_at_least_1(text: object, source: str) -> int:
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise KernloopError(f"{_setting(source, text)}: not a whole number >= 1", _fix(source, "a whole number >= 1"))
-    return value
-
-
-_UNITS = {"": GIB, "g": GIB, "gb": GIB, "gib": GIB, "m": 1024**2, "mb": 1024**2, "mib": 1024**2}
-
-
-def _ram_bytes(text: object, source: str) -> int:
-    """``"1.5G"``, ``"1536M"``, ``"2"`` (GiB) -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(text).lower())
-    value = float(m.group(1)) * _UNITS[m.group(2)] if m and m.group(2) in _UNITS else 0
-    if value < 1024**2:
-        raise KernloopError(f"{_setting(source, text)}: not a RAM size", _fix(source, "a size like 1.5G or 1536M"))
-    return int(value)
-
-
-def _build_type(text: object, source: str) -> str:
-    for name in BUILD_TYPES:
-        if name.lower() == str(text).strip().lower():
-            return name
-    raise KernloopError(f"{_setting(source, text)}: not a CMake build type",
-                        _fix(source, f"one of {', '.join(BUILD_TYPES)}"))
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """What the user forced. Build with :meth:`from_sources` (flags beat env vars)."""
-
-    jobs: Override[int] | None = None
-    device_threads: Override[int] | None = None  # NVCC_THREADS for CUDA
-    archs: Override[str] | None = None  # raw list, parsed by the platform ("8.0;9.0+PTX")
-    build_type: Override[str] | None = None
-    ram_budget: Override[int] | None = None  # bytes; replaces the detected available RAM
-    remote_cache: Override[str] | None = None  # a checked URL or "off"; beats [tool.buildtools] remote-cache
-    remote_cache_mode: Override[str] | None = None  # "read-write" / "read-only"
-
-    @classmethod
-    def from_sources(
-        cls,
-        *,
-        jobs: int | str | None = None,
-        nvcc_threads: int | str | None = None,
-        arch: str | None = None,
-        build_type: str | None = None,
-        ram_budget: str | None = None,
-        remote_cache: str | None = None,
-        remote_cache_mode: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Overrides:
-        """Flags (``None``: not given) over env vars (``MAX_JOBS``, ``NVCC_THREADS``,
-        ``TORCH_CUDA_ARCH_LIST``, ``CMAKE_BUILD_TYPE``, ``KERNLOOP_RAM_BUDGET``; empty means unset).
-        Raises KernloopError on a malformed value, naming the flag or variable."""
-        env = env or {}
-
-        def pick(flag_value: Any, flag: str, var: str) -> tuple[Any, str] | None:
-            if flag_value is not None:
-                return flag_value, flag
-            if str(env.get(var, "")).strip():
-                return env[var], var
-            return None
-
-        out: dict[str, Any] = {}
-        if (p := pick(jobs, "--jobs", "MAX_JOBS")) is not None:
-            out["jobs"] = Override(_int_at_least_1(p[0], p[1]), p[1])
-        if (p := pick(nvcc_threads, "--nvcc-threads", "NVCC_THREADS")) is not None:
-            out["device_threads"] = Override(_int_at_least_1(p[0], p[1]), p[1])
-        if (p := pick(arch, "--arch", "TORCH_CUDA_ARCH_LIST")) is not None:
-            if not str(p[0]).strip():
-                raise KernloopError(f"{p[1]} is empty", f"give at least one arch in {p[1]}, e.g. \"9.0\"")
-            out["archs"] = Override(str(p[0]).strip(), p[1])
-        if (p := pick(build_type, "--build-type", "CMAKE_BUILD_TYPE")) is not None:
-            out["build_type"] = Override(_build_type(p[0], p[1]), p[1])
-        if (p := pick(ram_budget, "--ram-budget", "KERNLOOP_RAM_BUDGET")) is not None:
-            out["ram_budget"] = Override(_ram_bytes(p[0], p[1]), p[1])
-        if (p := pick(remote_cache, "--remote-cache", _remote.URL_VAR)) is not None:
-            out["remote_cache"] = Override(_remote.check_url(p[0], p[1]), p[1])
-        if (p := pick(remote_cache_mode, "--remote-cache-mode", _remote.MODE_VAR)) is not None:
-            out["remote_cache_mode"] = Override(_remote.parse_mode(p[0], p[1]), p[1])
-        return cls(**out)
-
-
-@dataclass(frozen=True)
-class Launcher:
-    """A compiler launcher (ccache/sccache) and what it wraps."""
-
-    name: str
-    path: Path
-    languages: tuple[str, ...]  # CMake languages: ("C", "CXX", "CUDA")
-    environment: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Everything the renderers need. ``cache_variables`` is what CMake is told, minus the
-    build type and install prefix, which differ per entry point (see :meth:`cmake_defines`)."""
-
-    source_dir: Path
-    platform: Decision[str]  # "cuda" / "cpu"
-    jobs: Decision[int]  # compile pool size, and the build's -j
-    link_jobs: Decision[int]
-    device_threads: Decision[int] | None  # NVCC_THREADS; None for a CPU plan
-    threads_label: str | None  # "nvcc-threads"
-    archs: Decision[tuple[str, ...]] | None  # TORCH_CUDA_ARCH_LIST entries; None for a CPU plan
-    ram_per_job_gib: Decision[float]
-    build_type: Decision[str]
-    launcher: Decision[Launcher | None]
-    cache_variables: Mapping[str, str]
-    environment: Mapping[str, str]  # for the build (launcher settings)
-    warnings: tuple[str, ...] = ()
-    # The shared compiler cache (buildtools.cache.remote.RemoteCache) behind the local one, or None.
-    remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
-
-    @property
-    def cuda(self) -> bool:
-        return self.platform.value == "cuda"
-
-    def cmake_defines(self, *, build_type: str | None = None, install_prefix: str | None = None) -> dict[str, str]:
-        """Flat ``-D`` values for any entry point (pip backend, ``buildtools build``)."""
-        defines = dict(self.cache_variables)
-        defines["CMAKE_BUILD_TYPE"] = build_type or self.build_type.value
-        if install_prefix is not None:
-            defines["CMAKE_INSTALL_PREFIX"] = install_prefix
-        return defines
-
-    def numbers(self) -> list[tuple[str, Decision[Any]]]:
-        """(label, decision) for every planned value, in display order."""
-        rows: list[tuple[str, Decision[Any]]] = [("platform", self.platform), ("jobs", self.jobs),
-                                                  ("link-jobs", self.link_jobs)]
-        if self.device_threads is not None:
-            rows.append((self.threads_label or "device-threads", self.device_threads))
-        rows.append(("ram-per-job", self.ram_per_job_gib))
-        if self.archs is not None:
-            rows.append(("archs", self.archs))
-        rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache)]
-        return rows
-
 
 def _gib(n_bytes: float) -> str:
     return f"{n_bytes / GIB:.1f} GiB"
@@ -224,17 +59,7 @@ def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
     device_langs, warning = platform.launcher_languages(facts, program)
     if warning:
         warnings.append(warning)
-    env: dict[str, str] = {}
-    source_dir = str(facts.source_dir)
-    if program.name == "ccache":
-        # Paths relative to the source dir and no build-dir hashing: hits across build trees/clones.
-        env.update(CCACHE_BASEDIR=source_dir, CCACHE_NOHASHDIR="true")
-        if config.cache_dir:
-            env["CCACHE_DIR"] = str(config.cache_dir)
-    else:
-        env["SCCACHE_BASEDIRS"] = source_dir
-        if config.cache_dir:
-            env["SCCACHE_DIR"] = str(config.cache_dir)
+    env = launcher_env(program.name, facts.source_dir, config.cache_dir)
     launcher = Launcher(program.name, program.path, ("C", "CXX", *device_langs), env)
     return Decision(launcher, f"{why}: {program.name} {program.version or ''} for {', '.join(launcher.languages)}"
                     .replace("  ", " ")), warnings
@@ -247,7 +72,8 @@ def _remote_cache(facts: Facts, overrides: Overrides, launcher: Launcher | None,
     if remote is None:
         if o is not None:  # "off" beats a configured one
             return Decision(None, f"off from {o.source}", overridden_by=o.source), {}, []
-        why = f"not asked for (--remote-cache, {_remote.URL_VAR} or [tool.buildtools] {_remote.CONFIG_KEY})"
+        s = BY_NAME["remote_cache"]
+        why = f"not asked for ({s.flag}, {s.env} or [tool.buildtools] {s.pyproject})"
         return Decision(None, why), {}, []
     forced = remote.url_source if o is not None else None
     if launcher is None:
@@ -328,7 +154,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         return (o.value, o.source) if o is not None else None
 
     remote = _remote.resolve(raw(overrides.remote_cache), raw(overrides.remote_cache_mode),
-                             config_url=config.remote_cache)
+                             config_url=config.remote_cache, config_source=f"{config.source} remote-cache")
     launcher, launcher_warnings = _choose_launcher(facts, config, platform, remote)
     warnings += launcher_warnings
     remote_decision, remote_env, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)

@@ -35,13 +35,15 @@ from importlib.machinery import PathFinder
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 from buildtools.errors import KernloopError
-from buildtools.plan.platforms import Decision, Detected, DevicePlan, Platform, select
+from buildtools.model import Decision, Detected, DevicePlan
+from buildtools.plan.platforms import Platform, select
 
 if TYPE_CHECKING:
     from buildtools.settings import BuildConfig
     from buildtools.model import Facts, Program
     from buildtools.plugins.patches import BuildtoolsVersion, PatchEntry, PatchStatus, Registry
-    from buildtools.plan.planner import Overrides, Plan
+    from buildtools.settings import Overrides
+    from buildtools.model import Plan
 
 __all__ = [
     "GROUP",

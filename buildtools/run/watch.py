@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TextIO
 
 from buildtools.util import proc
-from buildtools.run.build import BuildOptions, BuildResult, run_build
+from buildtools.run.build import BuildOptions, run_build
+from buildtools.run.result import BuildResult
 
 __all__ = ["WatchOptions", "WATCHED", "watched", "ChangeFeed", "watch_loop", "describe_changes"]
 

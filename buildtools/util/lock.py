@@ -23,7 +23,7 @@ from typing import Callable
 
 from buildtools.errors import KernloopError
 
-__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder"]
+__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice"]
 
 LOCK_NAME = ".kernloop.lock"
 INFO_NAME = ".kernloop.lock.json"
@@ -42,6 +42,16 @@ class Holder:
     def describe(self) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(self.since))
         return f"pid {self.pid} ({self.command}) since {when}"
+
+
+def waiting_notice(build_dir: Path, say: Callable[[str], None], prefix: str = "") -> Callable[[Holder | None], None]:
+    """An ``on_wait`` for :class:`BuildLock` that says who holds ``build_dir``."""
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        say(f"{prefix}waiting for {build_dir}: locked by {who}")
+
+    return waiting
 
 
 def read_holder(build_dir: Path) -> Holder | None:

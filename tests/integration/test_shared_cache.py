@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from _loop import ROOT, build, copy_fixture, fx_value, have_build_tools, loop_env, run_cli, set_fx_value
-from buildtools.cache import remote as remote_cache
+from buildtools.cache import remote as remote_cache, remote_runtime
 
 pytestmark = [
     pytest.mark.integration,
@@ -200,19 +200,19 @@ def test_sccache_multilevel_read_write_then_read_only(redis, tmp_path):
 
     try:
         rw = env_for("read-write", "local-a")
-        assert remote_cache.prepare_sccache(Path(sccache), rw, said.append) is None
+        assert remote_runtime.prepare_sccache(Path(sccache), rw, said.append) is None
         assert hits(compile_(rw, "a.cpp")) == 0
         written = redis.dbsize(1)
         assert written >= 1
 
         ro = env_for("read-only", "local-b")
-        assert remote_cache.prepare_sccache(Path(sccache), ro, said.append) is None
+        assert remote_runtime.prepare_sccache(Path(sccache), ro, said.append) is None
         assert hits(compile_(ro, "a.cpp")) == 1  # from Redis: local-b was empty
         assert hits(compile_(ro, "b.cpp")) == 1  # a miss, compiled
         assert redis.dbsize(1) == written
 
         down = env_for("read-write", "local-c", url=f"redis://127.0.0.1:{free_port()}")
-        warning = remote_cache.prepare_sccache(Path(sccache), down, said.append)
+        warning = remote_runtime.prepare_sccache(Path(sccache), down, said.append)
         assert warning is not None and "unreachable" in warning
         assert hits(compile_(down, "b.cpp")) == 0  # built, without the remote level
         assert said == [f"warning: {warning}"]

@@ -22,7 +22,7 @@ def test_launcher_kind():
 
 def test_launcher_env_pins_base_dir_to_the_source(tmp_path: Path):
     env = ccache.launcher_env("ccache", tmp_path)
-    assert env == {"CCACHE_BASEDIR": str(tmp_path), "CCACHE_NOHASHDIR": "1"}
+    assert env == {"CCACHE_BASEDIR": str(tmp_path), "CCACHE_NOHASHDIR": "true"}
     assert ccache.launcher_env(None, tmp_path) == {}
 
 

@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 
 from buildtools.run import build
+from buildtools.run import state as build_state
+from buildtools.cmake import file_api
+from buildtools.run import install
+from buildtools.cmake import presets
+from buildtools.run import progress
+from buildtools.run.result import BuildResult
 from buildtools.cmake import ninja
 from buildtools.cache.launcher import CacheStats
 from buildtools.errors import KernloopError
@@ -36,32 +42,32 @@ def write_presets(src: Path, user: dict | None = None, ours: dict | None = None)
 
 def test_resolve_preset_follows_inherits_and_macros(tmp_path: Path):
     write_presets(tmp_path)
-    p = build.resolve_preset(tmp_path, "release")
+    p = presets.resolve_preset(tmp_path, "release")
     assert p is not None
     assert p.binary_dir == tmp_path / "cmake-build-release"
     assert p.has_build_preset
-    assert build.resolve_preset(tmp_path, "nope") is None
+    assert presets.resolve_preset(tmp_path, "nope") is None
 
 
 def test_preset_digest_changes_with_inherited_cache_variables(tmp_path: Path):
     write_presets(tmp_path)
-    before = build.resolve_preset(tmp_path, "release").digest
+    before = presets.resolve_preset(tmp_path, "release").digest
     doc = json.loads((tmp_path / "CMakeUserPresets.json").read_text())
     doc["configurePresets"][0]["cacheVariables"]["TORCH_CUDA_ARCH_LIST"] = "8.0"
     (tmp_path / "CMakeUserPresets.json").write_text(json.dumps(doc))
-    assert build.resolve_preset(tmp_path, "release").digest != before
+    assert presets.resolve_preset(tmp_path, "release").digest != before
     doc["configurePresets"][1]["displayName"] = "cosmetic"  # does not feed the configure step
     (tmp_path / "CMakeUserPresets.json").write_text(json.dumps(doc))
-    after = build.resolve_preset(tmp_path, "release").digest
+    after = presets.resolve_preset(tmp_path, "release").digest
     doc["configurePresets"][1].pop("displayName")
     (tmp_path / "CMakeUserPresets.json").write_text(json.dumps(doc))
-    assert build.resolve_preset(tmp_path, "release").digest == after
+    assert presets.resolve_preset(tmp_path, "release").digest == after
 
 
 def test_user_preset_in_cmakepresets_resolves_relative_binary_dir(tmp_path: Path):
     write_presets(tmp_path, user={"version": 6, "configurePresets": [
         {"name": "mine", "inherits": "release", "binaryDir": "out/mine"}]})  # fmt: skip
-    p = build.resolve_preset(tmp_path, "mine")
+    p = presets.resolve_preset(tmp_path, "mine")
     assert p.binary_dir == tmp_path / "out" / "mine"
     assert not p.has_build_preset
 
@@ -69,40 +75,40 @@ def test_user_preset_in_cmakepresets_resolves_relative_binary_dir(tmp_path: Path
 def test_invalid_presets_json_is_a_user_error(tmp_path: Path):
     (tmp_path / "CMakeUserPresets.json").write_text("{ not json")
     with pytest.raises(KernloopError, match="CMakeUserPresets.json"):
-        build.resolve_preset(tmp_path, "release")
+        presets.resolve_preset(tmp_path, "release")
 
 
 def test_configure_reasons(tmp_path: Path):
     write_presets(tmp_path)
-    preset = build.resolve_preset(tmp_path, "release")
+    preset = presets.resolve_preset(tmp_path, "release")
     bd = tmp_path / "b"
     bd.mkdir()
     fp = {"python": ["/p", "3.11.7"]}
     state = {"fingerprint": fp, "preset": preset.digest}
-    assert build.configure_reason(bd, state, preset, fp) == "no CMake cache yet"
+    assert build_state.configure_reason(bd, state, preset, fp) == "no CMake cache yet"
     (bd / "CMakeCache.txt").write_text("")
-    assert build.configure_reason(bd, state, preset, fp) == "no build.ninja"
+    assert build_state.configure_reason(bd, state, preset, fp) == "no build.ninja"
     (bd / "build.ninja").write_text("")
-    assert build.configure_reason(bd, state, preset, fp) is None
-    assert build.configure_reason(bd, state, preset, {"python": ["/other", "3.12.1"]}) == "the toolchain changed"
-    assert build.configure_reason(bd, {**state, "preset": "old"}, preset, fp) == "preset 'release' changed"
+    assert build_state.configure_reason(bd, state, preset, fp) is None
+    assert build_state.configure_reason(bd, state, preset, {"python": ["/other", "3.12.1"]}) == "the toolchain changed"
+    assert build_state.configure_reason(bd, {**state, "preset": "old"}, preset, fp) == "preset 'release' changed"
 
 
 def test_fingerprint_tracks_toolchain_and_overrides_not_cores_or_ram():
     facts = make_facts()
-    base = build.facts_fingerprint(facts, {})
-    assert build.facts_fingerprint(dataclasses.replace(facts, cpus=make_facts(cores=3).cpus,
+    base = build_state.facts_fingerprint(facts, {})
+    assert build_state.facts_fingerprint(dataclasses.replace(facts, cpus=make_facts(cores=3).cpus,
                                                        memory=make_facts(ram_gib=2).memory), {}) == base  # fmt: skip
-    assert build.facts_fingerprint(make_facts(nvcc_version="12.8"), {}) != base
-    assert build.facts_fingerprint(make_facts(torch_cuda=None), {}) != base
-    assert build.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "9.0"}) != base
-    assert build.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "  "}) == base  # empty = unset
-    assert build.facts_fingerprint(facts, {"UNRELATED": "1"}) == base
+    assert build_state.facts_fingerprint(make_facts(nvcc_version="12.8"), {}) != base
+    assert build_state.facts_fingerprint(make_facts(torch_cuda=None), {}) != base
+    assert build_state.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "9.0"}) != base
+    assert build_state.facts_fingerprint(facts, {"TORCH_CUDA_ARCH_LIST": "  "}) == base  # empty = unset
+    assert build_state.facts_fingerprint(facts, {"UNRELATED": "1"}) == base
     # a plugin platform's toolchain (Facts.extra) shapes the presets like nvcc does
     rocm = dataclasses.replace(facts, extra={"rocm": {"hipcc": "/opt/rocm/bin/hipcc", "version": "6.4"}})
-    assert build.facts_fingerprint(rocm, {}) != base
+    assert build_state.facts_fingerprint(rocm, {}) != base
     newer = dataclasses.replace(facts, extra={"rocm": {"hipcc": "/opt/rocm/bin/hipcc", "version": "7.0"}})
-    assert build.facts_fingerprint(newer, {}) != build.facts_fingerprint(rocm, {})
+    assert build_state.facts_fingerprint(newer, {}) != build_state.facts_fingerprint(rocm, {})
 
 
 def test_read_cmake_cache(tmp_path: Path):
@@ -110,19 +116,19 @@ def test_read_cmake_cache(tmp_path: Path):
         "# comment\n//help\nCMAKE_INSTALL_PREFIX:PATH=/src dir\nCMAKE_CXX_COMPILER_LAUNCHER:STRING=/v/bin/ccache\n"
         "NOTYPE=1\n"
     )
-    cache = build.read_cmake_cache(tmp_path)
+    cache = file_api.read_cmake_cache(tmp_path)
     assert cache == {"CMAKE_INSTALL_PREFIX": "/src dir", "CMAKE_CXX_COMPILER_LAUNCHER": "/v/bin/ccache", "NOTYPE": "1"}
-    assert build.read_cmake_cache(tmp_path / "missing") == {}
+    assert file_api.read_cmake_cache(tmp_path / "missing") == {}
 
 
 def test_clean_keeps_lock_and_state(tmp_path: Path):
-    for name in (LOCK_NAME, INFO_NAME, build.STATE_NAME, "CMakeCache.txt", ".ninja_log"):
+    for name in (LOCK_NAME, INFO_NAME, build_state.STATE_NAME, "CMakeCache.txt", ".ninja_log"):
         (tmp_path / name).write_text("x")
     (tmp_path / "CMakeFiles" / "t.dir").mkdir(parents=True)
     (tmp_path / "CMakeFiles" / "t.dir" / "a.o").write_text("x")
     os.symlink(tmp_path / "CMakeCache.txt", tmp_path / "link")
-    build.clean_build_dir(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, INFO_NAME, build.STATE_NAME])
+    build_state.clean_build_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, INFO_NAME, build_state.STATE_NAME])
 
 
 # -- install staging with a real cmake install script ---------------------------------------------
@@ -148,11 +154,11 @@ def test_install_atomically_renames_changed_files_only(tmp_path: Path):
     dest.write_bytes(b"v0")
     inode = dest.stat().st_ino
 
-    first = build.install_atomically(cmake_exe(), bd, prefix)
-    assert first == (build.InstalledFile(dest, True),)
+    first = install.install_atomically(cmake_exe(), bd, prefix)
+    assert first == (install.InstalledFile(dest, True),)
     assert dest.read_bytes() == b"v1" and dest.stat().st_ino != inode  # a new file, renamed in
-    again = build.install_atomically(cmake_exe(), bd, prefix)
-    assert again == (build.InstalledFile(dest, False),)
+    again = install.install_atomically(cmake_exe(), bd, prefix)
+    assert again == (install.InstalledFile(dest, False),)
     assert not (bd / ".kernloop-stage").exists()
     assert sorted(p.name for p in (prefix / "pkg").iterdir()) == ["mod.so"]  # no temp files left
 
@@ -162,8 +168,8 @@ def test_install_failure_is_reported_not_raised_as_traceback(tmp_path: Path):
     bd.mkdir()
     (bd / "cmake_install.cmake").write_text('message(FATAL_ERROR "boom")\n')
     lines: list[str] = []
-    with pytest.raises(build._InstallFailed):
-        build.install_atomically(cmake_exe(), bd, tmp_path / "src", on_line=lines.append)
+    with pytest.raises(install.InstallFailed):
+        install.install_atomically(cmake_exe(), bd, tmp_path / "src", on_line=lines.append)
     assert any("boom" in line for line in lines)
 
 
@@ -172,7 +178,7 @@ def test_install_failure_is_reported_not_raised_as_traceback(tmp_path: Path):
 
 def test_progress_lines_without_a_terminal():
     out = io.StringIO()
-    p = build.Progress(out, tty=False)
+    p = progress.Progress(out, tty=False)
     p.update(ninja.Status(3, 16, 2, 4.5, "Building CUDA object CMakeFiles/_C.dir/csrc/cuda/x.cu.o"))
     p.update(ninja.Status(16, 16, 1, 9.0, "Linking CXX shared module _C.abi3.so"))
     p.clear()
@@ -181,7 +187,7 @@ def test_progress_lines_without_a_terminal():
 
 def test_progress_bar_on_a_terminal_redraws_one_line():
     out = io.StringIO()
-    p = build.Progress(out, tty=True)
+    p = progress.Progress(out, tty=True)
     p.update(ninja.Status(8, 16, 2, 4.5, "Building CXX object CMakeFiles/_C.dir/csrc/ops.cpp.o"))
     p.clear()
     text = out.getvalue()
@@ -189,11 +195,11 @@ def test_progress_bar_on_a_terminal_redraws_one_line():
     assert "csrc/ops.cpp" in text and text.endswith("\r")
 
 
-def result(**kw) -> build.BuildResult:
+def result(**kw) -> BuildResult:
     base = dict(ok=True, preset="release", build_dir=Path("/s/cmake-build-release"), log_path=Path("/s/cmake-build-release/kernloop-build.log"),
                 elapsed_s=2.5, steps=("presets: up to date", "configure: not needed"))  # fmt: skip
     base.update(kw)
-    return build.BuildResult(**base)
+    return BuildResult(**base)
 
 
 def test_summary_lists_rebuilt_tus_cache_slowest_and_installed():
@@ -203,8 +209,8 @@ def test_summary_lists_rebuilt_tus_cache_slowest_and_installed():
         ninja.LogEntry(5800, 6300, 0, "_C.abi3.so", "h"),
     )
     r = result(ran=ran, cache=CacheStats("ccache", 1, 1, 0, True),
-               installed=(build.InstalledFile(Path("/s/kernloop/_C.abi3.so"), True),
-                          build.InstalledFile(Path("/s/kernloop/_moe_C.abi3.so"), False)))  # fmt: skip
+               installed=(install.InstalledFile(Path("/s/kernloop/_C.abi3.so"), True),
+                          install.InstalledFile(Path("/s/kernloop/_moe_C.abi3.so"), False)))  # fmt: skip
     text = r.summary()
     assert "TUs rebuilt: 2 (csrc/cuda/act.cu, csrc/ops.cpp)" in text
     assert "linked: _C.abi3.so" in text

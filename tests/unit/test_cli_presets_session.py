@@ -13,7 +13,7 @@ import pytest
 
 from buildtools.detect import DetectOptions
 from buildtools.errors import KernloopError
-from buildtools.plan.planner import Overrides
+from buildtools.settings import Overrides
 from buildtools.session import PlanOptions, plan_for
 from test_cli_presets import NVCC_BIN, SHIM, clean_env, needs_nvcc, needs_torch, presets_file
 

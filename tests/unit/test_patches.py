@@ -30,7 +30,7 @@ from buildtools.plugins.patches import (
     gate,
     read_registry,
 )
-from buildtools.plan.planner import Overrides
+from buildtools.settings import Overrides
 from buildtools.plan.platforms.base import Platform
 from buildtools.plan.platforms.cpu import CpuPlatform
 from buildtools.plugins.loader import PluginSession, discover

@@ -8,7 +8,9 @@ import pytest
 
 from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
-from buildtools.plan.planner import GIB, Overrides, make_plan
+from buildtools.model import GIB
+from buildtools.settings import Overrides
+from buildtools.plan.planner import make_plan
 from fake_facts import make_facts
 
 CUDA_ONLY_VARS = {"CMAKE_CUDA_COMPILER", "CUDA_TOOLKIT_ROOT_DIR", "CUDAToolkit_ROOT", "NVCC_THREADS",

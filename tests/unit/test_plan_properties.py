@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
-from buildtools.plan.planner import GIB, Overrides, make_plan
+from buildtools.model import GIB
+from buildtools.settings import Overrides
+from buildtools.plan.planner import make_plan
 from buildtools.plan.platforms.base import Override
 from buildtools.plan.platforms.cuda import arch_key
 from fake_facts import NVCC13_ARCHS, make_facts

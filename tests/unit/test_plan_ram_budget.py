@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from buildtools.run.build import OVERRIDE_VARS
+from buildtools.settings import OVERRIDE_ENV_VARS as OVERRIDE_VARS
 from buildtools.errors import KernloopError
-from buildtools.plan.planner import GIB, Overrides, make_plan
+from buildtools.model import GIB
+from buildtools.settings import Overrides
+from buildtools.plan.planner import make_plan
 from fake_facts import make_facts
 
 

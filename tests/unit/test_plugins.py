@@ -13,7 +13,7 @@ from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
 from buildtools.plan.platforms.cpu import CpuPlatform
 from buildtools.plan.platforms.cuda import CudaPlatform
-from buildtools.plan.planner import Overrides
+from buildtools.settings import Overrides
 from buildtools.plugins.loader import (
     BUILTINS,
     DISABLE_ENV,

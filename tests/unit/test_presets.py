@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from buildtools.cmake import presets
-from buildtools.plan.planner import Overrides, make_plan
+from buildtools.settings import Overrides
+from buildtools.plan.planner import make_plan
 from fake_facts import make_facts
 
 

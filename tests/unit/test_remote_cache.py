@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 
 from buildtools.run import build
-from buildtools.cache import launcher as ccache, remote as remote_cache
+from buildtools.run import state as build_state
+from buildtools.cmake import presets
+from buildtools.run.result import BuildResult
+from buildtools.cache import launcher as ccache, remote as remote_cache, remote_runtime
 from buildtools.settings import BuildConfig, config_from_table
 from buildtools.errors import KernloopError
 from buildtools.plan.planner import Overrides, make_plan
 from buildtools.cli.presets import format_plan, options_from_args
-from buildtools.cache.remote import RemoteCache, check_url, endpoint_from_env, parse_mode, plan_remote, resolve
+from buildtools.cache.remote import RemoteCache, check_url, parse_mode, plan_remote, resolve
+from buildtools.cache.remote_runtime import endpoint_from_env
 from fake_facts import make_facts
 
 
@@ -225,10 +229,10 @@ def test_probe_sees_a_listening_port_and_a_closed_one(tmp_path: Path):
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert remote_cache.probe(remote_cache.Endpoint("ccache", "d", "127.0.0.1", port)) is None
-    assert remote_cache.probe(remote_cache.Endpoint("ccache", "d", "127.0.0.1", port), timeout=1) is not None
-    assert remote_cache.probe(remote_cache.Endpoint("ccache", "d", path=str(tmp_path))) is None
-    assert "does not exist" in remote_cache.probe(remote_cache.Endpoint("ccache", "d", path=str(tmp_path / "no")))
+        assert remote_runtime.probe(remote_runtime.Endpoint("ccache", "d", "127.0.0.1", port)) is None
+    assert remote_runtime.probe(remote_runtime.Endpoint("ccache", "d", "127.0.0.1", port), timeout=1) is not None
+    assert remote_runtime.probe(remote_runtime.Endpoint("ccache", "d", path=str(tmp_path))) is None
+    assert "does not exist" in remote_runtime.probe(remote_runtime.Endpoint("ccache", "d", path=str(tmp_path / "no")))
 
 
 def test_ccache_counters_split_local_and_remote_and_warn_once_on_errors():
@@ -265,7 +269,7 @@ def test_sccache_levels_split_hits():
 
 def test_build_summary_carries_the_split_and_one_warning_line(tmp_path: Path):
     stats = ccache.parse_ccache_counters({"cache_miss": 1, "remote_storage_error": 2}, "redis://h:1 (read-write)")
-    result = build.BuildResult(True, "release", tmp_path, tmp_path / "log", 1.0, ("build: x",), cache=stats)
+    result = BuildResult(True, "release", tmp_path, tmp_path / "log", 1.0, ("build: x",), cache=stats)
     lines = result.summary().splitlines()
     assert [line for line in lines if line.startswith("warning:")] == [f"warning: {stats.remote_warning()}"]
     data = result.to_json()["cache"]
@@ -275,12 +279,12 @@ def test_build_summary_carries_the_split_and_one_warning_line(tmp_path: Path):
 
 def test_setting_changes_rewrite_the_presets(tmp_path: Path):
     facts = make_facts(source_dir=tmp_path)
-    plain = build.facts_fingerprint(facts, {})
+    plain = build_state.facts_fingerprint(facts, {})
     assert "remote_cache" not in plain
-    assert build.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE": "redis://h"}) != plain
-    assert build.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE_MODE": "read-write"}) != plain
+    assert build_state.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE": "redis://h"}) != plain
+    assert build_state.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE_MODE": "read-write"}) != plain
     (tmp_path / "pyproject.toml").write_text('[tool.buildtools]\nremote-cache = "redis://team-cache"\n')
-    assert build.facts_fingerprint(facts, {})["remote_cache"] == "redis://team-cache"
+    assert build_state.facts_fingerprint(facts, {})["remote_cache"] == "redis://team-cache"
 
 
 def test_resolved_preset_exposes_its_environment(tmp_path: Path):
@@ -288,7 +292,7 @@ def test_resolved_preset_exposes_its_environment(tmp_path: Path):
       {"name": "base", "hidden": true, "environment": {"CCACHE_BASEDIR": "${sourceDir}",
                                                      "CCACHE_REMOTE_STORAGE": "redis://h|read-only"}},
       {"name": "release", "inherits": "base", "binaryDir": "${sourceDir}/b"}]}""")
-    preset = build.resolve_preset(tmp_path, "release")
+    preset = presets.resolve_preset(tmp_path, "release")
     assert preset.environment == {"CCACHE_BASEDIR": str(tmp_path), "CCACHE_REMOTE_STORAGE": "redis://h|read-only"}
 
 

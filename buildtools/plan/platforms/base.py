@@ -20,51 +20,12 @@ and docs/plugins.md), loaded and guarded the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Mapping, TypeVar
+from typing import ClassVar, Mapping
 
-if TYPE_CHECKING:  # annotations only; plan.py imports this module
-    from buildtools.settings import BuildConfig
-    from buildtools.model import Facts, Program
-    from buildtools.plan.planner import Overrides
+from buildtools.model import Decision, Detected, DevicePlan, Facts, Override, Program
+from buildtools.settings import BuildConfig, Overrides
 
 __all__ = ["Decision", "Override", "DevicePlan", "Detected", "Platform", "DEFAULT_PRIORITY"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Override(Generic[T]):
-    """A value the user forced, and where it came from (``"--jobs"``, ``"MAX_JOBS"``)."""
-
-    value: T
-    source: str
-
-
-@dataclass(frozen=True)
-class Decision(Generic[T]):
-    """One planned value with the reason a user can check, e.g.
-    ``jobs=6: min(cores 12 / nvcc-threads 2, RAM 14.2 GiB / 2.0 GiB per job)``."""
-
-    value: T
-    reason: str
-    overridden_by: str | None = None  # the flag/env var that forced it, if any
-
-
-@dataclass(frozen=True)
-class DevicePlan:
-    archs: Decision[tuple[str, ...]] | None = None  # e.g. ("8.0", "9.0+PTX"); None: no device code
-    threads: Decision[int] | None = None  # device compiler threads per job (NVCC_THREADS)
-    warnings: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Detected:
-    """What :meth:`Platform.detect` found: ``facts`` go to ``Facts.extra[platform.name]`` (None:
-    nothing to add), ``notes`` to ``Facts.notes`` (why a tool is absent, which one was picked)."""
-
-    facts: Any = None
-    notes: tuple[str, ...] = ()
 
 
 # Platforms are tried by descending priority; the first that can build is used.

@@ -1,14 +1,12 @@
 """The CPU platform: always available; builds the C++ kernels only."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from buildtools.plan.platforms.base import DevicePlan, Platform
 
-if TYPE_CHECKING:
-    from buildtools.settings import BuildConfig
-    from buildtools.model import Facts
-    from buildtools.plan.planner import Overrides
+from buildtools.model import Facts
+from buildtools.settings import BuildConfig, Overrides
 
 __all__ = ["CpuPlatform"]
 

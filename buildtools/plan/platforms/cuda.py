@@ -6,16 +6,14 @@ Arch strings use TORCH_CUDA_ARCH_LIST spelling, the one torch's CMake reads
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from buildtools.errors import KernloopError
 from buildtools.plan.platforms.base import Decision, DevicePlan, Platform
 from buildtools.versions import CCACHE_NVCC_MIN, at_least, cuda_alignment
 
-if TYPE_CHECKING:
-    from buildtools.settings import BuildConfig
-    from buildtools.model import Facts, Program
-    from buildtools.plan.planner import Overrides
+from buildtools.model import Facts, Program
+from buildtools.settings import BuildConfig, Overrides
 
 __all__ = ["CudaPlatform", "parse_arch_list", "arch_key"]
 
