@@ -118,7 +118,7 @@ class Facts:
     # Human-readable findings for --print-plan and error messages: why nvcc or
     # torch is absent, which candidates were skipped and why.
     notes: tuple[str, ...] = ()
-    # ccache caches nvcc only from 4.12.3 on; an older ccache is for C/C++ only.
+    # Whether the ccache found can cache nvcc (versions.CCACHE_NVCC_MIN); an older one is for C/C++ only.
     # None when no ccache was found.
     ccache_caches_nvcc: bool | None = None
 
@@ -128,7 +128,7 @@ class Facts:
 
 @dataclass(frozen=True)
 class Override(Generic[T]):
-    """A value the user forced, and where it came from (``"--jobs"``, ``"MAX_JOBS"``)."""
+    """A value the user forced, and where it came from (a flag or an environment variable, as ``buildtools.settings.OVERRIDES`` names them)."""
 
     value: T
     source: str

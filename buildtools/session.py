@@ -9,7 +9,7 @@ pip backend call, so they all get the same numbers::
     env = plan.environment                  # launcher settings for the build
 
 Overrides come from ``PlanOptions.overrides``; by default they are read from the
-environment (MAX_JOBS, NVCC_THREADS, TORCH_CUDA_ARCH_LIST, CMAKE_BUILD_TYPE).
+environment (the variables of ``buildtools.settings.OVERRIDES``).
 
 Platforms come through ``buildtools.plugins.loader``: the built-in CUDA and CPU and any installed
 plugin. Plugin patches are in force only inside ``plan_for`` (from their point to the plan) and

@@ -177,8 +177,8 @@ class RemoteCache:
 
     url: str  # as given (a password, if any, included: the launcher needs it)
     mode: str  # "read-write" | "read-only"
-    url_source: str  # "--remote-cache", "KERNLOOP_REMOTE_CACHE", "pyproject.toml [tool.buildtools] remote-cache"
-    mode_source: str  # "--remote-cache-mode", "KERNLOOP_REMOTE_CACHE_MODE", "default"
+    url_source: str  # the flag, env var or pyproject key it came from (settings.OVERRIDES)
+    mode_source: str  # likewise, or "default"
 
     @property
     def scheme(self) -> str:

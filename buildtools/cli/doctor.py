@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from buildtools.cmake.presets import resolve_preset
     from buildtools.run.state import default_build_dir
-    from buildtools.checks.doctor import observe, run_checks, worst
+    from buildtools.checks.doctor import run_checks, worst
+    from buildtools.checks.observe import observe
     from buildtools.errors import KernloopError
     from buildtools.model import to_jsonable
     from buildtools.cli.presets import fact_rows

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 # -- check ---------------------------------------------------------------------------------------------
 def _packages_from_dirs(dirs: list[Path]) -> list[Any]:
-    from buildtools.plugins.patches import PatchPackage
+    from buildtools.plugins.registry import PatchPackage
 
     found = []
     for d in dirs:
@@ -65,8 +65,9 @@ def _packages_from_dirs(dirs: list[Path]) -> list[Any]:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from buildtools.plugins.patches import check, find_patch_package, read_registry
-    from buildtools.plugins.loader import discover
+    from buildtools.plugins.patches import check
+    from buildtools.plugins.registry import find_patch_package, read_registry
+    from buildtools.plugins.spec import discover
 
     if args.dirs:
         packages = _packages_from_dirs(list(args.dirs))
@@ -95,7 +96,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 # -- list ----------------------------------------------------------------------------------------------
 def format_report(report: Any, entries: dict[tuple[str, str], Any], verbose: bool = False) -> str:
-    from buildtools.plugins.patches import DOC_FIELDS
+    from buildtools.plugins.registry import DOC_FIELDS
 
     if report.version is not None:
         lines = [f"buildtools {report.version.text} (from {report.version.source})"]
@@ -126,8 +127,8 @@ def format_report(report: Any, entries: dict[tuple[str, str], Any], verbose: boo
 
 def run_list(args: argparse.Namespace) -> int:
     from buildtools.model import to_jsonable
-    from buildtools.plugins.patches import find_patch_package, read_registry
-    from buildtools.plugins.loader import discover
+    from buildtools.plugins.registry import find_patch_package, read_registry
+    from buildtools.plugins.spec import discover
     from buildtools.session import PlanOptions, plan_with_report
 
     source_dir = source_dir_of(args)

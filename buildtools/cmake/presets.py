@@ -40,7 +40,7 @@ __all__ = [
 
 FILE_NAME = "CMakeUserPresets.json"
 PRESET_FILES = ("CMakePresets.json", FILE_NAME)  # what CMake reads, in its order
-PRESETS_VERSION = 6  # workflow presets need 6; CMake >= 3.25 reads it, we require 3.26
+PRESETS_VERSION = 6  # workflow presets need 6; CMake >= 3.25 reads it (we require versions.CMAKE_MIN)
 BASE_PRESET = "kernloop-base"
 PRESET_KINDS = ("configurePresets", "buildPresets", "testPresets", "packagePresets", "workflowPresets")
 _SOURCE_DIR = "${sourceDir}"

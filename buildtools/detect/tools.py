@@ -110,7 +110,7 @@ def find_program(
 
 
 def find_tools(python_bin: Path | None, env: Mapping[str, str], site_dirs: Iterable[Path] = ()) -> ToolFacts:
-    """cmake (>= 3.26), ninja, ccache and sccache for the target Python."""
+    """cmake (>= CMAKE_MIN), ninja, ccache and sccache for the target Python."""
     site_dirs = tuple(site_dirs)
     notes: list[str] = []
     cmake, more = find_program("cmake", python_bin, env, site_dirs, CMAKE_MIN)

@@ -15,11 +15,13 @@ compile and link jobs fits in RAM.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from buildtools.cache import remote as _remote
 from buildtools.cache.launcher import launcher_env
 from buildtools.settings import BY_NAME, BuildConfig, Overrides
 from buildtools.model import GIB, Decision, Facts, Launcher, Override, Plan, Program
+from buildtools.versions import CMAKE_MIN
 from buildtools.plan.platforms import PLATFORMS, Platform, select
 
 __all__ = [
@@ -34,7 +36,7 @@ def _gib(n_bytes: float) -> str:
     return f"{n_bytes / GIB:.1f} GiB"
 
 
-def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
+def choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
                      remote: _remote.RemoteCache | None = None) -> tuple[Decision, list[str]]:
     warnings: list[str] = []
     found = {"ccache": facts.ccache, "sccache": facts.sccache}
@@ -59,8 +61,11 @@ def _choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
     device_langs, warning = platform.launcher_languages(facts, program)
     if warning:
         warnings.append(warning)
-    env = launcher_env(program.name, facts.source_dir, config.cache_dir)
-    launcher = Launcher(program.name, program.path, ("C", "CXX", *device_langs), env)
+    launcher = Launcher(program.name, program.path, ("C", "CXX", *device_langs),
+                        launcher_env(program.name, facts.source_dir, config.cache_dir))
+    extra = platform.launcher_environment(facts, launcher)
+    if extra:
+        launcher = replace(launcher, environment={**launcher.environment, **extra})
     return Decision(launcher, f"{why}: {program.name} {program.version or ''} for {', '.join(launcher.languages)}"
                     .replace("  ", " ")), warnings
 
@@ -155,7 +160,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
 
     remote = _remote.resolve(raw(overrides.remote_cache), raw(overrides.remote_cache_mode),
                              config_url=config.remote_cache, config_source=f"{config.source} remote-cache")
-    launcher, launcher_warnings = _choose_launcher(facts, config, platform, remote)
+    launcher, launcher_warnings = choose_launcher(facts, config, platform, remote)
     warnings += launcher_warnings
     remote_decision, remote_env, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)
     warnings += remote_warnings
@@ -173,7 +178,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     else:
         warnings.append("ninja not found: the presets use the Ninja generator -- pip install ninja")
     if facts.cmake is None:
-        warnings.append("cmake not found: the presets need cmake >= 3.26 -- pip install cmake")
+        warnings.append(f"cmake not found: the presets need cmake >= {CMAKE_MIN} -- pip install cmake")
     environment: dict[str, str] = {}
     if launcher.value is not None:
         for lang in launcher.value.languages:

@@ -153,14 +153,14 @@ def test_pip_installed_plugin_changes_the_presets_the_generator_writes(installed
                          cwd=installed.src).stdout
     assert "archs=gfx942: local GPUs (rocm_agent_enumerator)" in plan
     assert f"note: rocm: hipcc {installed.rocm / 'bin' / 'hipcc'} (HIP 6.2.41133, from PATH)" in plan
-    assert "note: patch rocm:ccache_extrafiles applied: buildtools.plan.planner._choose_launcher (before-planning)" in plan
+    assert "note: patch rocm:ccache_extrafiles applied: buildtools.plan.planner.choose_launcher (before-planning)" in plan
 
 
 def test_its_patch_is_listed_as_applied_and_its_registry_checks(installed):
     out = installed.buildtools("patches", "list", "--source-dir", str(installed.src)).stdout
     assert "platforms: cuda (built-in), rocm (kernloop-rocm 0.1.0) [selected], cpu (built-in)" in out
     assert "rocm:ccache_extrafiles: applied -- buildtools 0.1.0 in >=0.1,<0.2\n" in out
-    assert "    target buildtools.plan.planner._choose_launcher (before-planning)\n" in out
+    assert "    target buildtools.plan.planner.choose_launcher (before-planning)\n" in out
     checked = installed.buildtools("patches", "check")
     assert "ok: kernloop_rocm.patch" in checked.stdout
     assert "1 patch(es) in 1 package(s), all documented" in checked.stdout

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.checks import doctor
-from buildtools.checks.doctor import Finding, HostCompiler, HostLimits, ImportView, Observations, run_checks, worst
+from buildtools.checks import observe
+from buildtools.model import GIB
+from buildtools.checks.doctor import run_checks, worst
+from buildtools.checks.findings import Finding
+from buildtools.checks.observe import HostCompiler, HostLimits, ImportView, Observations
 from fake_facts import make_facts, program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +39,7 @@ def obs(**kw) -> Observations:
         ),
         pending_steps=(),
         built_not_installed=(),
-        free_bytes=50 * doctor.GIB,
+        free_bytes=50 * GIB,
     )
     base.update(kw)
     return Observations(**base)
@@ -100,7 +103,7 @@ def test_parse_host_limits_from_nvcc13_style_header():
 #error -- unsupported clang version!
 #endif
 """
-    lim = doctor.parse_host_limits(text, Path("host_config.h"))
+    lim = observe.parse_host_limits(text, Path("host_config.h"))
     assert (lim.gcc_max_major, lim.gcc_min_major, lim.clang_max_major) == (15, None, 20)
 
 
@@ -108,7 +111,7 @@ def test_parse_host_limits_of_the_installed_toolkit():
     header = Path("/usr/local/cuda-13.0/include/crt/host_config.h")
     if not header.exists():
         pytest.skip("no CUDA 13.0 toolkit here")
-    assert doctor.parse_host_limits(header.read_text(errors="replace"), header).gcc_max_major == 15
+    assert observe.parse_host_limits(header.read_text(errors="replace"), header).gcc_max_major == 15
 
 
 def test_old_ccache_with_nvcc_warns():
@@ -163,7 +166,7 @@ def test_not_built_out_of_date_and_not_installed_are_warnings():
 
 @pytest.mark.parametrize("free_gib, level", [(0.5, "error"), (3, "warning"), (50, "ok")])
 def test_free_disk(free_gib, level):
-    (f,) = by_check(run_checks(make_facts(source_dir=SRC), obs(free_bytes=int(free_gib * doctor.GIB))), "disk")
+    (f,) = by_check(run_checks(make_facts(source_dir=SRC), obs(free_bytes=int(free_gib * GIB))), "disk")
     assert f.level == level
 
 
@@ -181,7 +184,7 @@ def test_observe_finds_duplicate_files_and_what_import_would_load(tmp_path):
     for name in ("_C.abi3.so", cp_name, "_moe_C.abi3.so"):
         (pkg / name).write_bytes(b"\x7fELF not really")
     facts = make_facts(source_dir=src, python=Path(sys.executable), nvcc=False)
-    o = doctor.observe(facts, src / "cmake-build-release")
+    o = observe.observe(facts, src / "cmake-build-release")
     source_view = next(v for v in o.imports if v.cwd == "source dir")
     assert source_view.package == pkg / "__init__.py"
     assert source_view.modules["_C"] == pkg / cp_name  # Python's own choice, found without importing
@@ -205,7 +208,7 @@ def test_observe_sees_a_site_packages_copy_shadowing_the_source(tmp_path):
     (src / "kernloop" / "__init__.py").write_text("")
     (src / "kernloop" / "_C.abi3.so").write_bytes(b"new")
     facts = make_facts(source_dir=src, python=venv / "bin" / "python", nvcc=False)
-    o = doctor.observe(facts, src / "cmake-build-release")
+    o = observe.observe(facts, src / "cmake-build-release")
     elsewhere = next(v for v in o.imports if v.cwd == "elsewhere")
     assert elsewhere.modules["_C"] == site / "kernloop" / "_C.abi3.so"
     errors = [f for f in run_checks(facts, o) if f.check == "modules:_C" and f.level == "error"]

@@ -20,27 +20,22 @@ from buildtools.settings import BuildConfig
 from buildtools.detect import DetectOptions
 from buildtools.errors import KernloopError
 from buildtools.model import CpuFacts
-from buildtools.plugins.patches import (
-    VERSION_ENV,
-    BuildtoolsVersion,
-    Patcher,
-    PatchPackage,
-    check,
-    find_patch_package,
-    gate,
-    read_registry,
-)
+from buildtools.plugins.patches import VERSION_ENV, BuildtoolsVersion, Patcher, check, gate
+from buildtools.plugins.registry import PatchPackage, find_patch_package, read_registry
 from buildtools.settings import Overrides
 from buildtools.plan.platforms.base import Platform
 from buildtools.plan.platforms.cpu import CpuPlatform
-from buildtools.plugins.loader import PluginSession, discover
+from buildtools.plan.platforms.cuda import CudaPlatform
+from buildtools.model import Override
+from buildtools.plugins.loader import PluginSession
+from buildtools.plugins.spec import discover
 from buildtools.cmake.presets import InvalidPresets
 from buildtools.session import PlanOptions, plan_with_report
 from fake_facts import make_facts
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_PATCH = REPO / "tests" / "fixtures" / "rocm_plugin" / "kernloop_rocm" / "patch"
-ORIGINAL_CHOOSE_LAUNCHER = buildtools.plan.planner._choose_launcher
+ORIGINAL_CHOOSE_LAUNCHER = buildtools.plan.planner.choose_launcher
 
 # Adds PATCHED_BY to the launcher's environment: visible in plan.environment.
 ADD_ENV = """
@@ -88,7 +83,7 @@ def site(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(root))
     yield root
     forget_modules()
-    assert buildtools.plan.planner._choose_launcher is ORIGINAL_CHOOSE_LAUNCHER  # nothing leaks out of a test
+    assert buildtools.plan.planner.choose_launcher is ORIGINAL_CHOOSE_LAUNCHER  # nothing leaks out of a test
 
 
 def make(facts, env=None, overrides=None):
@@ -131,7 +126,7 @@ def test_the_example_plugins_registry_is_complete(patch_dir, capsys):
     assert registry.problems == () and registry.unusable == {}
     [e] = registry.entries
     assert (e.module, e.target, e.point, e.buildtools) == (
-        "ccache_extrafiles", "buildtools.plan.planner._choose_launcher", "before-planning", ">=0.1,<0.2")
+        "ccache_extrafiles", "buildtools.plan.planner.choose_launcher", "before-planning", ">=0.1,<0.2")
     assert all(len(getattr(e, f)) > 40 for f in ("why", "how", "upstream", "removal"))
     assert check(package(patch_dir), {}) == []
     assert main(["patches", "check", str(patch_dir)]) == 0
@@ -172,7 +167,10 @@ def test_patches_check_fails_on_each_kind_of_drift(patch_dir, capsys, kind):
      "point 'after-build' is not one of before-detection, before-planning"),
     (lambda r: r["ccache_extrafiles"].update(buildtools="0.1 or later"), "is not a version specifier"),
     (lambda r: r["ccache_extrafiles"].update(target="scikit_build_core.builder.build"),
-     "is not a buildtools module.symbol"),
+     "is not a hook point (allowed: buildtools.detect.detect_all, buildtools.detect.detect_cpus"),
+    # Internal names are not plugin API, even inside buildtools: only documented hook points are.
+    (lambda r: r["ccache_extrafiles"].update(target="buildtools.plan.planner._remote_cache"),
+     "'buildtools.plan.planner._remote_cache' is not a hook point"),
     (lambda r: r["ccache_extrafiles"].update(future_plan="later"), "unknown field 'future_plan'"),
     (lambda r: r.update(ccache_extrafiles="see the docs"), "REGISTRY entry 'ccache_extrafiles' is not a dict"),
 ])
@@ -200,17 +198,17 @@ def test_a_module_without_wrap_is_a_problem(patch_dir):
     assert "ccache_extrafiles.py defines no wrap(original) function" in read_registry(package(patch_dir)).problems[0]
 
 
-def test_a_target_missing_from_this_buildtools_is_a_problem_only_where_the_gate_admits_it(patch_dir):
+def test_a_target_that_is_no_hook_point_is_a_problem_for_every_version(patch_dir):
     edit_registry(patch_dir, lambda r: r["ccache_extrafiles"].update(target="buildtools.plan.planner._gone"))
     [problem] = check(package(patch_dir), {})
-    assert problem.endswith("target buildtools.plan.planner._gone: buildtools.plan.planner has no _gone (buildtools 0.1.0)")
-    assert check(package(patch_dir), {VERSION_ENV: "0.2.0"}) == []  # outside >=0.1,<0.2: not ours to check
+    assert "target 'buildtools.plan.planner._gone' is not a hook point (allowed: buildtools.detect.detect_all" in problem
+    assert check(package(patch_dir), {VERSION_ENV: "0.2.0"}) == [problem]  # internal names are never plugin API
 
 
 def test_check_reads_the_registry_without_importing_the_plugin(site, capsys):
     plugin = write_plugin(site, "tpu", "raise RuntimeError('import me and fail')\n",
                           patches={"fix": PASS_THROUGH},
-                          registry={"fix": entry("buildtools.plan.planner._choose_launcher")})
+                          registry={"fix": entry("buildtools.plan.planner.choose_launcher")})
     assert main(["patches", "check"]) == 0
     assert f"ok: {plugin.package}.patch" in capsys.readouterr().out
     assert plugin.package not in sys.modules
@@ -218,7 +216,7 @@ def test_check_reads_the_registry_without_importing_the_plugin(site, capsys):
 
 def test_check_finds_drift_in_installed_plugins(site, capsys):
     write_plugin(site, "tpu", patches={"fix": PASS_THROUGH, "stray": PASS_THROUGH},
-                 registry={"fix": entry("buildtools.plan.planner._choose_launcher")})
+                 registry={"fix": entry("buildtools.plan.planner.choose_launcher")})
     assert main(["patches", "check"]) == 1
     assert "patch module stray.py has no entry in REGISTRY" in capsys.readouterr().out
 
@@ -240,7 +238,7 @@ def test_gate_with_and_without_the_override(patch_dir):
 
 def test_version_gate_in_a_plan(site):
     write_plugin(site, "tpu", patches={"add_env": ADD_ENV},
-                 registry={"add_env": entry("buildtools.plan.planner._choose_launcher", buildtools=">=0.1,<0.2")})
+                 registry={"add_env": entry("buildtools.plan.planner.choose_launcher", buildtools=">=0.1,<0.2")})
     _, plan, report = make(make_facts())
     assert plan.environment["PATCHED_BY"] == "tpu"
     assert statuses(report)["tpu:add_env"] == ("applied", "buildtools 0.1.0 in >=0.1,<0.2")
@@ -258,7 +256,7 @@ def test_version_gate_in_a_plan(site):
 
 def test_a_bad_version_override_is_a_one_line_error(site):
     write_plugin(site, "tpu", patches={"add_env": ADD_ENV},
-                 registry={"add_env": entry("buildtools.plan.planner._choose_launcher")})
+                 registry={"add_env": entry("buildtools.plan.planner.choose_launcher")})
     with pytest.raises(KernloopError) as err:
         make(make_facts(), env={VERSION_ENV: "latest"})
     assert err.value.one_line() == (f"error: {VERSION_ENV}=latest: not a version -- set {VERSION_ENV} to a "
@@ -268,30 +266,30 @@ def test_a_bad_version_override_is_a_one_line_error(site):
 # -- points and containment ----------------------------------------------------------------------------
 def test_patch_is_in_force_only_inside_the_session(site):
     write_plugin(site, "tpu", patches={"add_env": ADD_ENV},
-                 registry={"add_env": entry("buildtools.plan.planner._choose_launcher")})
+                 registry={"add_env": entry("buildtools.plan.planner.choose_launcher")})
     with PluginSession({}) as plugins:
         facts = plugins.contribute(make_facts())
         plugins.plan(facts, Overrides(), BuildConfig())
-        assert buildtools.plan.planner._choose_launcher is not ORIGINAL_CHOOSE_LAUNCHER
-        assert buildtools.plan.planner._choose_launcher.__wrapped__.__wrapped__ is ORIGINAL_CHOOSE_LAUNCHER
-    assert buildtools.plan.planner._choose_launcher is ORIGINAL_CHOOSE_LAUNCHER
+        assert buildtools.plan.planner.choose_launcher is not ORIGINAL_CHOOSE_LAUNCHER
+        assert buildtools.plan.planner.choose_launcher.__wrapped__.__wrapped__ is ORIGINAL_CHOOSE_LAUNCHER
+    assert buildtools.plan.planner.choose_launcher is ORIGINAL_CHOOSE_LAUNCHER
 
 
 def test_patches_are_undone_when_planning_fails(site):
     write_plugin(site, "tpu", platform_source("tpu", plan_device="raise KernloopError('--arch: bad')"),
-                 patches={"add_env": ADD_ENV}, registry={"add_env": entry("buildtools.plan.planner._choose_launcher")})
+                 patches={"add_env": ADD_ENV}, registry={"add_env": entry("buildtools.plan.planner.choose_launcher")})
     with pytest.raises(KernloopError):
         make(make_facts())
-    assert buildtools.plan.planner._choose_launcher is ORIGINAL_CHOOSE_LAUNCHER
+    assert buildtools.plan.planner.choose_launcher is ORIGINAL_CHOOSE_LAUNCHER
 
 
 def test_before_planning_patches_apply_only_for_the_platform_the_plan_uses(site):
     write_plugin(site, "tpu", platform_source("tpu", unavailable="return 'no tpu'"),
-                 patches={"add_env": ADD_ENV}, registry={"add_env": entry("buildtools.plan.planner._choose_launcher")})
+                 patches={"add_env": ADD_ENV}, registry={"add_env": entry("buildtools.plan.planner.choose_launcher")})
     facts, plan, report = make(make_facts())
     assert plan.platform.value == "cuda" and "PATCHED_BY" not in plan.environment
     assert statuses(report)["tpu:add_env"] == ("skipped", "the plan uses platform 'cuda'")
-    assert any(n.startswith("patch tpu:add_env skipped: buildtools.plan.planner._choose_launcher") for n in facts.notes)
+    assert any(n.startswith("patch tpu:add_env skipped: buildtools.plan.planner.choose_launcher") for n in facts.notes)
 
 
 def test_before_detection_patch_changes_what_detection_finds(site, tmp_path):
@@ -326,23 +324,25 @@ def test_patching_an_inherited_method_is_undone_without_a_trace(site):
 
 def test_exceptions_of_the_original_pass_through_a_patch_unchanged(site):
     write_plugin(site, "tpu", patches={"parse": PASS_THROUGH},
-                 registry={"parse": entry("buildtools.cmake.presets.parse")})
-    original = buildtools.cmake.presets.parse
+                 registry={"parse": entry("buildtools.plan.platforms.cuda.CudaPlatform.plan_device")})
+    original = CudaPlatform.plan_device
     [e] = read_registry(find_patch_package(next(s for s in discover() if s.name == "tpu"))).entries
     patcher = Patcher()
     patcher.apply(e)
     try:
-        with pytest.raises(InvalidPresets):  # the caller's contract, not a plugin failure
-            buildtools.cmake.presets.parse("{")
+        with pytest.raises(KernloopError, match="not a CUDA arch"):  # the caller's contract, not a plugin failure
+            CudaPlatform().plan_device(make_facts(), Overrides(archs=Override("sm_90", "--arch")), BuildConfig(), 2)
+        with pytest.raises(AttributeError):  # nor is the original's own bug
+            CudaPlatform().plan_device(None, Overrides(), BuildConfig(), 2)
     finally:
         patcher.undo_all()
-    assert buildtools.cmake.presets.parse is original
+    assert CudaPlatform.plan_device is original
 
 
 # -- failing patches -----------------------------------------------------------------------------------
 def test_a_patch_that_raises_when_called_disables_its_plugin(site):
     write_plugin(site, "tpu", patches={"broken": RAISES_WHEN_CALLED},
-                 registry={"broken": entry("buildtools.plan.planner._choose_launcher")})
+                 registry={"broken": entry("buildtools.plan.planner.choose_launcher")})
     _, plan, report = make(make_facts())
     assert plan.platform.value == "cuda"  # planned again without the plugin and its patch
     [warning] = [w for w in plan.warnings if "'tpu'" in w]
@@ -352,8 +352,8 @@ def test_a_patch_that_raises_when_called_disables_its_plugin(site):
 
 def test_a_patch_that_cannot_be_applied_disables_its_plugin(site):
     write_plugin(site, "tpu", patches={"broken": RAISES_IN_WRAP, "gone": PASS_THROUGH},
-                 registry={"broken": entry("buildtools.plan.planner._choose_launcher"),
-                           "gone": entry("buildtools.plan.planner._no_such_thing")})
+                 registry={"broken": entry("buildtools.plan.planner.choose_launcher"),
+                           "gone": entry("buildtools.plan.planner.make_plan")})
     _, plan, report = make(make_facts())
     assert plan.platform.value == "cuda"
     assert statuses(report)["tpu:broken"] == ("failed", "RuntimeError: no hook to wrap")
@@ -373,8 +373,8 @@ def test_unregistered_patches_are_not_applied_and_the_plan_warns(site):
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch for a plan")
 def test_patches_list_shows_applied_and_skipped_with_why(site, tmp_path, capsys, monkeypatch):
     write_plugin(site, "tpu", patches={"add_env": ADD_ENV, "old": PASS_THROUGH},
-                 registry={"add_env": entry("buildtools.plan.planner._choose_launcher"),
-                           "old": entry("buildtools.plan.planner._choose_launcher", buildtools="<0.1")})
+                 registry={"add_env": entry("buildtools.plan.planner.choose_launcher"),
+                           "old": entry("buildtools.plan.planner.choose_launcher", buildtools="<0.1")})
     monkeypatch.delenv(VERSION_ENV, raising=False)
     assert main(["patches", "list", "--source-dir", str(tmp_path), "-v"]) == 0
     out = capsys.readouterr().out

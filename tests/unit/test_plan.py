@@ -279,3 +279,33 @@ def test_bytes_are_exact_at_the_boundary():
     config = BuildConfig(ram_per_cxx_job_gib=1.0, ram_per_link_job_gib=1.0)
     assert make_plan(make_facts(cores=64, ram_bytes=3 * GIB), ov(arch="9.0"), config).jobs.value == 3
     assert make_plan(make_facts(cores=64, ram_bytes=3 * GIB - 1), ov(arch="9.0"), config).jobs.value == 2
+
+
+def test_a_platform_adds_to_the_launcher_environment_through_its_hook():
+    from buildtools.plan.platforms.cpu import CpuPlatform
+    from buildtools.plan.platforms.cuda import CudaPlatform
+
+    class Extra(CudaPlatform):
+        def launcher_environment(self, facts, launcher):
+            return {"CCACHE_EXTRAFILES": "/opt/rocm/.info/version", "CCACHE_BASEDIR": "/elsewhere"}
+
+    plan = make_plan(make_facts(), platforms=(Extra(), CpuPlatform()))
+    assert plan.environment["CCACHE_EXTRAFILES"] == "/opt/rocm/.info/version"
+    assert plan.environment["CCACHE_BASEDIR"] == "/elsewhere"  # the platform's word wins over the default
+    assert "CCACHE_EXTRAFILES" not in make_plan(make_facts()).environment
+
+
+def test_a_plugin_hook_returning_the_wrong_type_is_a_plugin_failure():
+    from buildtools.plan.platforms.cuda import CudaPlatform
+    from buildtools.plugins.guard import GuardedPlatform
+    from buildtools.plugins.spec import PluginFailure, PluginSpec
+
+    class Bad(CudaPlatform):
+        name = "bad"
+
+        def launcher_environment(self, facts, launcher):
+            return ["not", "a", "mapping"]
+
+    guarded = GuardedPlatform(Bad(), PluginSpec("bad", "x:Bad", "test"))
+    with pytest.raises(PluginFailure, match="launcher_environment"):
+        make_plan(make_facts(), platforms=(guarded,))

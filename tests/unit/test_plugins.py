@@ -14,14 +14,9 @@ from buildtools.errors import KernloopError
 from buildtools.plan.platforms.cpu import CpuPlatform
 from buildtools.plan.platforms.cuda import CudaPlatform
 from buildtools.settings import Overrides
-from buildtools.plugins.loader import (
-    BUILTINS,
-    DISABLE_ENV,
-    GuardedPlatform,
-    PluginSession,
-    discover,
-    load_platform,
-)
+from buildtools.plugins.guard import GuardedPlatform
+from buildtools.plugins.loader import PluginSession
+from buildtools.plugins.spec import BUILTINS, DISABLE_ENV, discover, load_platform
 from fake_facts import make_facts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +70,7 @@ def test_builtins_plan_as_before_through_the_session():
 
 def test_without_plugins_discovery_does_not_import_importlib_metadata():
     # importlib.metadata costs 30-60 ms to import here; the generator must not pay it for nothing.
-    code = ("import sys; from buildtools.plugins.loader import discover; specs = discover(); "
+    code = ("import sys; from buildtools.plugins.spec import discover; specs = discover(); "
             "print(len(specs), 'importlib.metadata' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(len(BUILTINS)), "False"]

@@ -9,7 +9,8 @@ device toolchain:
 - its device decisions: arch list (its compiler's arch spelling and checks) and per-job device
   threads (:meth:`Platform.plan_device`),
 - the peak RAM of its heaviest TU kind (:meth:`Platform.job_ram`),
-- which of its languages a compiler launcher may wrap (:meth:`Platform.launcher_languages`),
+- which of its languages a compiler launcher may wrap (:meth:`Platform.launcher_languages`) and what it adds
+  to the launcher's environment (:meth:`Platform.launcher_environment`),
 - its CMake cache variables (:meth:`Platform.cache_variables`).
 
 ``detect`` is the only hook that may touch the machine (through ``buildtools.util.proc``); the
@@ -22,7 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar, Mapping
 
-from buildtools.model import Decision, Detected, DevicePlan, Facts, Override, Program
+from buildtools.model import Decision, Detected, DevicePlan, Facts, Launcher, Override, Program
 from buildtools.settings import BuildConfig, Overrides
 
 __all__ = ["Decision", "Override", "DevicePlan", "Detected", "Platform", "DEFAULT_PRIORITY"]
@@ -64,6 +65,11 @@ class Platform(ABC):
     def launcher_languages(self, facts: Facts, launcher: Program) -> tuple[tuple[str, ...], str | None]:
         """The device languages ``launcher`` may wrap, and a warning when it may not."""
         return (), None
+
+    def launcher_environment(self, facts: Facts, launcher: Launcher) -> Mapping[str, str]:
+        """Variables this platform adds to the compiler launcher's environment (e.g. files a ROCm
+        update changes, for ``CCACHE_EXTRAFILES``); merged over the planner's, passed to every build."""
+        return {}
 
     @abstractmethod
     def cache_variables(self, facts: Facts, device: DevicePlan) -> Mapping[str, str]:
