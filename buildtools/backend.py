@@ -160,24 +160,9 @@ def _environment(extra: Mapping[str, str]) -> Iterator[None]:
 
 
 def _announce(plan: Any, build_dir: str) -> None:
-    parts = [f"{label}={value}" for label, value in _plan_numbers(plan)]
-    print(f"kernloop: building in {build_dir} with the planned {', '.join(parts)}", file=sys.stderr)
+    from buildtools.cli.render import plan_summary
 
-
-def _plan_numbers(plan: Any) -> list[tuple[str, str]]:
-    rows = []
-    for label, decision in plan.numbers():
-        value = decision.value
-        if label == "archs":
-            value = ";".join(value)
-        elif label == "launcher":
-            value = value.name if value is not None else "none"
-        elif label == "remote-cache":
-            value = value if value is not None else "none"  # str(): URL (password masked) and mode
-        elif label == "ram-per-job":
-            value = f"{value:.1f}GiB"
-        rows.append((label, str(value)))
-    return rows
+    print(f"kernloop: building in {build_dir} with the planned {plan_summary(plan)}", file=sys.stderr)
 
 
 def _build(kind: str, wheel_directory: str, config_settings: ConfigSettings | None, metadata_directory: str | None) -> str:

@@ -215,6 +215,22 @@ class Plan:
         rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache)]
         return rows
 
+    def shown(self) -> list[tuple[str, str, Decision[Any]]]:
+        """(label, value as text, decision) for every planned value: the one spelling of each."""
+        return [(label, _shown(label, decision.value), decision) for label, decision in self.numbers()]
+
+
+def _shown(label: str, value: Any) -> str:
+    if label == "archs":
+        return ";".join(value)
+    if label == "launcher":
+        return value.name if value is not None else "none"
+    if label == "remote-cache":
+        return str(value) if value is not None else "none"  # str(): URL (password masked) and mode
+    if label == "ram-per-job":
+        return f"{value:.1f} GiB"
+    return str(value)
+
 
 def to_jsonable(obj: Any) -> Any:
     """Dataclasses/Paths/tuples -> plain JSON types (for --json output)."""

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from buildtools.checks.observe import observe
     from buildtools.errors import KernloopError
     from buildtools.model import to_jsonable
-    from buildtools.cli.presets import fact_rows
+    from buildtools.cli.render import fact_rows
     from buildtools.session import PlanOptions, detect_facts
 
     source_dir = source_dir_of(args)

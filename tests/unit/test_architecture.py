@@ -165,3 +165,49 @@ def test_each_override_variable_is_named_in_one_module(name: str) -> None:
 def test_each_fact_is_written_once(pattern: str) -> None:
     homes = sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*.py") if re.search(pattern, p.read_text()))
     assert len(homes) == 1, homes
+
+
+def _readme_rows(heading: str) -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("|")]
+    return rows[2:]  # past the header and its rule
+
+
+def test_readme_override_table_is_the_settings_table() -> None:
+    from buildtools.settings import OVERRIDES
+
+    rows = _readme_rows("## Overrides")
+    assert [r[0] for r in rows] == [s.what for s in OVERRIDES]
+    for row, s in zip(rows, OVERRIDES):
+        assert f"`{s.env}`" in row[2], (s.env, row)
+        if s.commands:
+            assert row[1].startswith(f"`{s.flag} ") and f"({', '.join(s.commands)})" in row[1], (s.flag, row)
+        else:
+            assert row[1] == "–", (s.flag, row)
+
+
+def test_readme_config_table_is_the_pyproject_model() -> None:
+    from buildtools.settings import CONFIG_KEYS
+
+    keys = [k.strip("` ") for r in _readme_rows("## Configuration") for k in r[0].split(",")]
+    assert sorted(keys) == sorted(CONFIG_KEYS)
+
+
+def test_wheel_dependencies_are_what_kernloop_imports() -> None:
+    import sys
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    third_party = set()
+    for path in (ROOT / "kernloop").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            third_party |= {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"kernloop"}
+    assert third_party == {"torch"}  # torch is deliberately undeclared: pip must not replace the build's torch
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert declared == []

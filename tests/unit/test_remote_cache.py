@@ -16,7 +16,8 @@ from buildtools.cache import launcher as ccache, remote as remote_cache, remote_
 from buildtools.settings import BuildConfig, config_from_table
 from buildtools.errors import KernloopError
 from buildtools.plan.planner import Overrides, make_plan
-from buildtools.cli.presets import format_plan, options_from_args
+from buildtools.cli.presets import options_from_args
+from buildtools.cli.render import format_plan
 from buildtools.cache.remote import RemoteCache, check_url, parse_mode, plan_remote, resolve
 from buildtools.cache.remote_runtime import endpoint_from_env
 from fake_facts import make_facts
