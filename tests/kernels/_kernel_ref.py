@@ -59,14 +59,30 @@ def rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Te
     return rotate(query), (rotate(key) if key is not None else None)
 
 
-def topk_softmax(gating: torch.Tensor, topk: int):
-    """(weights, ids, token_expert_indices); ties go to the lower expert index."""
+def rank_order(score: torch.Tensor) -> torch.Tensor:
+    """Per row, the column indices in vLLM's rank order: higher score first, NaN after every
+    number, equal scores (and NaN against NaN) by the lower index. Two stable sorts: by score
+    (NaN as -inf), then NaNs to the back."""
+    key = torch.where(score.isnan(), torch.full_like(score, float("-inf")), score)
+    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
+    nan_last = torch.sort(score.isnan().gather(-1, order).to(torch.int8), dim=-1, stable=True).indices
+    return order.gather(-1, nan_last)
+
+
+def topk_softmax(gating: torch.Tensor, topk: int, renormalize: bool = False, bias: torch.Tensor | None = None):
+    """(weights, ids, token_expert_indices) as vLLM's topk_softmax: float32 softmax probabilities,
+    experts ranked by probability + bias (bias selects only), weights renormalized on request."""
     g = gating.cpu().float()
     probs = torch.softmax(g, dim=-1)
-    order = torch.sort(g, dim=-1, descending=True, stable=True).indices[:, :topk]
+    score = probs if bias is None else probs + bias.cpu().float()
+    order = rank_order(score)[:, :topk]
+    weights = probs.gather(1, order)
+    if renormalize:
+        denom = weights.sum(dim=-1, keepdim=True)
+        weights = weights / torch.where(denom > 0, denom, torch.ones_like(denom))
     num_tokens = g.shape[0]
     src = (torch.arange(topk)[None, :] * num_tokens + torch.arange(num_tokens)[:, None]).to(torch.int32)
-    return probs.gather(1, order), order, src
+    return weights, order, src
 
 
 def moe_align_block_size(topk_ids: torch.Tensor, block_size: int, num_experts: int, sorted_len: int,

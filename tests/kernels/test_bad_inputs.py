@@ -81,7 +81,7 @@ def test_topk_softmax_rejects(kl, device):
         kl.topk_softmax(g.double(), 2)
     with raises(r"topk_ids must have shape \[4, 2\]"):
         w, _, src = kl.topk_softmax(g, 2)
-        torch.ops._moe_C.topk_softmax(w, torch.empty(3, 2, dtype=torch.int32, device=device), src, g)
+        torch.ops._moe_C.topk_softmax(w, torch.empty(3, 2, dtype=torch.int32, device=device), src, g, False, None)
 
 
 def test_moe_align_block_size_rejects(kl, device):
