@@ -87,21 +87,26 @@ def topk_softmax(gating: torch.Tensor, topk: int, renormalize: bool = False, bia
 
 def moe_align_block_size(topk_ids: torch.Tensor, block_size: int, num_experts: int, sorted_len: int,
                          expert_len: int):
-    """Stable grouping: (sorted_token_ids, expert_ids, num_tokens_post_pad) as python-built tensors."""
-    flat = topk_ids.cpu().flatten().tolist()
-    numel = len(flat)
-    sorted_ids = [numel] * sorted_len
-    expert_ids = [-1] * expert_len
-    pos = 0
-    for e in range(num_experts):
-        members = [i for i, x in enumerate(flat) if x == e]
-        padded = -(-len(members) // block_size) * block_size
-        sorted_ids[pos: pos + len(members)] = members
-        for b in range(pos // block_size, (pos + padded) // block_size):
-            expert_ids[b] = e
-        pos += padded
-    return (torch.tensor(sorted_ids, dtype=torch.int32), torch.tensor(expert_ids, dtype=torch.int32),
-            torch.tensor([pos], dtype=torch.int32))
+    """Stable grouping: (sorted_token_ids, expert_ids, num_tokens_post_pad). Entries outside
+    [0, num_experts) are skipped; each expert's group is padded to a multiple of block_size with
+    topk_ids.numel(); expert_ids is -1 past the last used block."""
+    flat = topk_ids.cpu().flatten().long()
+    numel = flat.numel()
+    keep = (flat >= 0) & (flat < num_experts)
+    entries = torch.arange(numel)[keep]
+    experts = flat[keep]
+    counts = torch.bincount(experts, minlength=num_experts)
+    padded = (counts + block_size - 1) // block_size * block_size
+    group_start = torch.cumsum(padded, 0) - padded
+    order = torch.sort(experts, stable=True).indices  # by expert, entry order kept within one
+    first_of_expert = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(order.numel()) - first_of_expert[experts[order]]
+    sorted_ids = torch.full((sorted_len,), numel, dtype=torch.int32)
+    sorted_ids[group_start[experts[order]] + rank] = entries[order].to(torch.int32)
+    block_experts = torch.repeat_interleave(torch.arange(num_experts), padded // block_size)
+    expert_ids = torch.full((expert_len,), -1, dtype=torch.int32)
+    expert_ids[: block_experts.numel()] = block_experts.to(torch.int32)
+    return sorted_ids, expert_ids, torch.tensor([int(padded.sum())], dtype=torch.int32)
 
 
 def moe_sum(x: torch.Tensor) -> torch.Tensor:
