@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 from buildtools.cache.remote import check_url, parse_mode
 from buildtools.errors import KernloopError
 from buildtools.model import BUILD_TYPES, GIB, Override
+from buildtools.util.secrets import has_password, redact
 
 __all__ = [
     "Setting",
@@ -86,6 +87,28 @@ def _build_type(text: object, source: str) -> str:
                         _fix(source, f"one of {', '.join(BUILD_TYPES)}"))
 
 
+_URL_ENV = "KERNLOOP_REMOTE_CACHE"
+
+
+def _remote_url(text: object, source: str) -> str:
+    """A checked shared-cache URL; one with a password only from its environment variable: a flag
+    shows in every process list and the lock, a file is read by anyone with the checkout."""
+    url = check_url(text, source)
+    if has_password(url) and source != _URL_ENV:
+        raise KernloopError(f"{source}: a shared cache URL with a password is accepted only from {_URL_ENV}",
+                            f"export {_URL_ENV}='{redact(url)}' (with the real password) instead")
+    return url
+
+
+def _on_off(text: object, source: str) -> str:
+    value = str(text).strip().upper()
+    if value in ("ON", "1", "TRUE", "YES"):
+        return "ON"
+    if value in ("OFF", "0", "FALSE", "NO"):
+        return "OFF"
+    raise KernloopError(f"{_setting(source, text)}: not ON or OFF", _fix(source, "ON or OFF"))
+
+
 def _arch_text(text: object, source: str) -> str:
     # Only emptiness here: the platform parses the list in its compiler's spelling.
     if not str(text).strip():
@@ -118,9 +141,12 @@ OVERRIDES: tuple[Setting, ...] = (
             'CUDA archs, e.g. "8.0;9.0+PTX" (default: local GPUs, else a default list)', "LIST"),
     Setting("build_type", "build_type", "--build-type", "CMAKE_BUILD_TYPE", _build_type, "build type",
             f"{', '.join(BUILD_TYPES)} (default: Release)", "T"),
+    Setting("enable_cuda", "enable_cuda", "--enable-cuda", "KERNLOOP_ENABLE_CUDA", _on_off, "CUDA kernels",
+            "ON: build the CUDA kernels or fail; OFF: a CPU-only build even with nvcc (default: CUDA when "
+            "nvcc and a CUDA torch are there, and never silently dropped once built)", "ON|OFF", commands=()),
     Setting("ram_budget", "ram_budget", "--ram-budget", "KERNLOOP_RAM_BUDGET", _ram_bytes, "RAM budget for the planner",
             "RAM the planner may use, e.g. 8G (default: the available RAM)", "SIZE", commands=()),
-    Setting("remote_cache", "remote_cache", "--remote-cache", "KERNLOOP_REMOTE_CACHE", check_url,
+    Setting("remote_cache", "remote_cache", "--remote-cache", _URL_ENV, _remote_url,
             "shared compiler cache", "shared compiler cache behind the local one: redis://HOST[:PORT], "
             "http://HOST/PATH, file:///DIR, s3://BUCKET[/PREFIX], or off; see docs/shared-cache.md", "URL",
             pyproject="remote-cache", commands=("presets", "build")),
@@ -140,6 +166,7 @@ class Overrides:
     device_threads: Override[int] | None = None  # nvcc --threads for CUDA
     archs: Override[str] | None = None  # raw list, parsed by the platform ("8.0;9.0+PTX")
     build_type: Override[str] | None = None
+    enable_cuda: Override[str] | None = None  # "ON" / "OFF"
     ram_budget: Override[int] | None = None  # bytes; replaces the detected available RAM
     remote_cache: Override[str] | None = None  # a checked URL or "off"; beats [tool.buildtools] remote-cache
     remote_cache_mode: Override[str] | None = None  # "read-write" / "read-only"
@@ -312,7 +339,7 @@ def config_from_table(table: Mapping[str, Any], where: str) -> BuildConfig:
         elif attr == "remote_cache":
             if not isinstance(value, str):
                 raise KernloopError(f"{where}: {key} must be a URL string, got {value!r}", f"fix {key} in {where}")
-            values[attr] = check_url(value, f"{where} [tool.buildtools] {key}")
+            values[attr] = _remote_url(value, f"{where} [tool.buildtools] {key}")
     source = f"{where} [tool.buildtools]" if table else "built-in defaults"
     return BuildConfig(**values, source=source, warnings=tuple(warnings))
 

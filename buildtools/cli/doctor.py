@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from buildtools.checks.doctor import run_checks, worst
     from buildtools.checks.observe import observe
     from buildtools.errors import KernloopError
-    from buildtools.model import to_jsonable
+    from buildtools.util.jsonable import to_jsonable
     from buildtools.cli.render import fact_rows
     from buildtools.session import PlanOptions, detect_facts
 

@@ -27,9 +27,10 @@ from typing import Any, Callable, Mapping, TextIO
 
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
+from buildtools.cache.remote import secret_environment
 from buildtools.cmake import ninja
 from buildtools.cmake.file_api import read_cmake_cache
-from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, resolve_preset
+from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
 from buildtools.run import state as build_state
@@ -37,6 +38,7 @@ from buildtools.run.install import InstalledFile, InstallFailed, install_atomica
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult
 from buildtools.run.state import PresetWriter, write_presets
+from buildtools.settings import BY_NAME
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -82,7 +84,9 @@ class Build:
                  detect: Callable[[Path, Mapping[str, str]], Facts], write_presets: PresetWriter) -> None:
         self.options = options
         self.out = out
-        self.env = dict(env)
+        # The presets name a shared cache's password as $env{NAME}: set it for this build only.
+        secrets = secret_environment(env.get(BY_NAME["remote_cache"].env))
+        self.env = {**secrets, **env}
         self.detect = detect
         self.write_presets = write_presets
         self.source_dir = Path(os.path.abspath(options.source_dir))
@@ -111,7 +115,7 @@ class Build:
             build_state.clean_build_dir(self.build_dir)
             self.steps.append("clean: build dir emptied")
         state = build_state.read_state(self.build_dir)
-        facts, fingerprint, fresh = self._presets(state)
+        facts, fingerprint = self._presets(state)
         preset = self.preset
         assert preset is not None  # _presets() made sure
         cmake = str(facts.cmake.path) if facts.cmake else "cmake"
@@ -119,28 +123,38 @@ class Build:
         try:
             reason = build_state.configure_reason(self.build_dir, state, preset, fingerprint)
             if reason:
+                fresh = build_state.needs_fresh(self.build_dir, state, fingerprint)
                 failure = self._configure(cmake, preset, reason, fresh)
                 if failure is not None:
                     return failure
-                build_state.write_state(self.build_dir, {"fingerprint": fingerprint, "preset": preset.digest})
+                state = {**state, "configured": {"fingerprint": fingerprint, "preset": preset.digest}}
+                build_state.write_state(self.build_dir, state)
             else:
                 self.steps.append("configure: not needed")
             return self._build_and_install(cmake, preset)
         finally:
             self._log.close()
 
-    def _presets(self, state: Mapping[str, Any]) -> tuple[Facts, dict[str, Any], bool]:
-        """Rewrite the presets only when the facts changed; (facts, fingerprint, configure --fresh)."""
+    def _presets(self, state: dict[str, Any]) -> tuple[Facts, dict[str, Any]]:
+        """Rewrite the presets only when what shapes them changed; the state records it at once,
+        before configure, so an interrupted configure never leaves presets the state does not
+        describe. Returns (facts, fingerprint)."""
         facts = self.detect(self.source_dir, self.env)
         fingerprint = build_state.facts_fingerprint(facts, self.env)
-        if self.preset is not None and state.get("fingerprint") == fingerprint:
+        why = build_state.presets_reason(state, fingerprint)
+        if self.preset is not None and why is None:
             self.steps.append("presets: up to date")
-            return facts, fingerprint, False
+            return facts, fingerprint
         name = self.options.preset
-        why = f"no preset {name!r} yet" if self.preset is None else (
-            "toolchain changed" if state.get("fingerprint") else "first build in this dir")
-        facts, changed = self.write_presets(self.source_dir, self.env, self.say)
-        fingerprint = build_state.facts_fingerprint(facts, self.env)
+        if self.preset is None:
+            why = f"no preset {name!r} yet"
+        previous = dict(state.get("presets") or {})
+        if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
+            previous["platform"] = "cuda"  # configured by hand, or by a release that did not record it
+        written = self.write_presets(self.source_dir, self.env, self.say, previous)
+        fingerprint = build_state.facts_fingerprint(written.facts, self.env)
+        state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha}
+        build_state.write_state(self.build_dir, state)
         self.preset = resolve_preset(self.source_dir, name)
         if self.preset is None:
             raise KernloopError(f"no configure preset {name!r} in {self.source_dir / FILE_NAME}",
@@ -148,9 +162,8 @@ class Build:
         if self.preset.binary_dir != self.build_dir:
             raise KernloopError(f"preset {name!r} now builds in {self.preset.binary_dir}, not {self.build_dir}",
                                 "run the build again")
-        self.steps.append(f"presets: {'rewritten' if changed else 'regenerated, no change'} ({why})")
-        fresh = bool(state.get("fingerprint")) and state.get("fingerprint") != fingerprint
-        return facts, fingerprint, fresh
+        self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})")
+        return written.facts, fingerprint
 
     def _configure(self, cmake: str, preset: ResolvedPreset, reason: str, fresh: bool) -> BuildResult | None:
         argv = [cmake, "--preset", preset.name] + (["--fresh"] if fresh else [])
@@ -232,8 +245,7 @@ class Build:
     def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str]) -> None:
         """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
         and for sccache start its server with it -- or without it, and one warning, when it is down."""
-        given = env
-        env = {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v) for k, v in given.items()}
+        env = expand_env_macros(env, env)
         endpoint = remote_runtime.endpoint_from_env(probe.kind, env)
         if endpoint is None:
             return

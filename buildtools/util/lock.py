@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from buildtools.errors import KernloopError
+from buildtools.util.secrets import redact
 
 __all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice"]
 
@@ -67,7 +68,7 @@ def _command_line() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith("__main__.py"):
         argv[0] = f"python -m {Path(argv[0]).parent.name}"
-    return " ".join(argv) or "python"
+    return redact(" ".join(argv)) or "python"  # other users read it: no URL password
 
 
 class BuildLock:
