@@ -84,9 +84,16 @@ def preset_names(plan: Plan) -> tuple[str, ...]:
     return tuple(t.lower() for t in types)
 
 
+_LITERAL_DOLLAR = re.compile(r"\$(?!p?env\{\w+\})")
+
+
 def _macro(value: str, plan: Plan) -> str:
     # Values naming the source dir itself are written as ${sourceDir}, so the file survives a move.
-    return _SOURCE_DIR if value == str(plan.source_dir) else value
+    # Any other '$' is literal (a path like /src/$HOME-copy) and written as CMake's ${dollar}; only
+    # the $env{NAME} references the plan makes (secrets kept out of the file) stay macros.
+    if value == str(plan.source_dir):
+        return _SOURCE_DIR
+    return _LITERAL_DOLLAR.sub("${dollar}", value)
 
 
 def render(plan: Plan) -> dict[str, Any]:

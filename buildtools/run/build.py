@@ -59,8 +59,9 @@ class BuildOptions:
 
 
 def terminate_as_interrupt() -> None:
-    """Treat SIGTERM like Ctrl-C in a command's main thread: the children run in their own
-    sessions, so without this a ``kill`` would end us but leave ninja building, unlocked."""
+    """Treat SIGTERM and SIGHUP (a closed terminal) like Ctrl-C in a command's main thread: the
+    children run in their own sessions, so without this a ``kill`` or a closed window would end us
+    but leave ninja building. Ctrl-C's path stops ninja, waits for it, and releases the lock."""
     import threading
 
     if threading.current_thread() is threading.main_thread():
@@ -68,7 +69,8 @@ def terminate_as_interrupt() -> None:
         def handler(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, handler)
 
 
 def _detect_facts(source_dir: Path, env: Mapping[str, str]) -> Facts:
@@ -98,6 +100,7 @@ class Build:
         self.steps: list[str] = []
         self.lines: list[str] = []  # the current step's output, for its first error
         self._log: TextIO | None = None
+        self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -105,7 +108,8 @@ class Build:
 
     def run(self) -> BuildResult:
         with BuildLock(self.build_dir, on_wait=waiting_notice(self.build_dir, self.say),
-                       timeout_s=self.options.lock_timeout_s):
+                       timeout_s=self.options.lock_timeout_s) as lock:
+            self._lock_fd = lock.fd
             return self._locked()
 
     # -- the steps -----------------------------------------------------------------------------
@@ -210,7 +214,8 @@ class Build:
             prefix = Path(read_cmake_cache(self.build_dir).get("CMAKE_INSTALL_PREFIX") or self.source_dir)
             self.lines.clear()
             try:
-                installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record)
+                installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record,
+                                               keep_fds=(self._lock_fd,) if self._lock_fd is not None else ())
             except InstallFailed as exc:
                 return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings)
             self.steps.append(f"install: into {prefix}")
@@ -233,7 +238,8 @@ class Build:
             if also is not None:
                 also(line)
 
-        return proc.stream(argv, on_line, cwd=self.source_dir, env=env)
+        keep = (self._lock_fd,) if self._lock_fd is not None else ()
+        return proc.stream(argv, on_line, cwd=self.source_dir, env=env, keep_fds=keep)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
                 warnings: int = 0) -> BuildResult:

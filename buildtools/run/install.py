@@ -6,6 +6,7 @@ library, and a Python process that has the old one loaded could crash. A rename 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 from contextlib import contextmanager
@@ -15,8 +16,9 @@ from typing import Callable, Iterator, Mapping
 
 from buildtools.errors import KernloopError
 from buildtools.util import proc
+from buildtools.util.lock import pid_alive
 
-__all__ = ["InstalledFile", "InstallFailed", "install_atomically"]
+__all__ = ["InstalledFile", "InstallFailed", "install_atomically", "remove_leftovers"]
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,16 @@ def install_atomically(
     *,
     env: Mapping[str, str] | None = None,
     on_line: Callable[[str], None] = lambda line: None,
+    keep_fds: tuple[int, ...] = (),
 ) -> tuple[InstalledFile, ...]:
     """``cmake --install`` into a staging dir, then rename every changed file into ``prefix``."""
     stage = build_dir / ".kernloop-stage"
-    if stage.exists():
+    if stage.is_symlink():
+        stage.unlink()  # never follow a link planted in the build dir
+    elif stage.exists():
         shutil.rmtree(stage)
-    rc = proc.stream([cmake, "--install", build_dir, "--prefix", stage], on_line, env=env, on_interrupt="forward")
+    rc = proc.stream([cmake, "--install", build_dir, "--prefix", stage], on_line, env=env, on_interrupt="forward",
+                     keep_fds=keep_fds)
     if rc != 0:
         raise InstallFailed(rc)
     staged = sorted(p for p in stage.rglob("*") if p.is_file() or p.is_symlink())
@@ -72,6 +78,7 @@ def install_atomically(
     with _sigint_deferred():
         for src in staged:
             dest = prefix / src.relative_to(stage)
+            remove_leftovers(dest)
             if not src.is_symlink() and _same_file_content(src, dest):
                 installed.append(InstalledFile(dest, False))
                 continue
@@ -90,6 +97,22 @@ def install_atomically(
             installed.append(InstalledFile(dest, True))
     shutil.rmtree(stage, ignore_errors=True)
     return tuple(installed)
+
+
+_TMP_RE = re.compile(r"\.(?P<name>.+)\.kernloop-(?P<pid>\d+)\.tmp")
+
+
+def remove_leftovers(dest: Path) -> None:
+    """Temp copies of ``dest`` left by an install that was killed (``.<name>.kernloop-<pid>.tmp``,
+    its process gone): removed before ``dest`` is installed again."""
+    try:
+        entries = list(dest.parent.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        m = _TMP_RE.fullmatch(entry.name)
+        if m and m["name"] == dest.name and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
+            entry.unlink(missing_ok=True)
 
 
 class InstallFailed(Exception):

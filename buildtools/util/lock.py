@@ -24,7 +24,8 @@ from typing import Callable
 from buildtools.errors import KernloopError
 from buildtools.util.secrets import redact
 
-__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice"]
+__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice",
+           "lock_holders", "pid_alive"]
 
 LOCK_NAME = ".kernloop.lock"
 INFO_NAME = ".kernloop.lock.json"
@@ -45,10 +46,49 @@ class Holder:
         return f"pid {self.pid} ({self.command}) since {when}"
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
+
+
+def lock_holders(build_dir: Path) -> tuple[tuple[int, str], ...]:
+    """(pid, command) of every process that has ``build_dir``'s lock file open, from /proc: the
+    build's children inherit the lock, so after its front end was killed these are the orphans."""
+    target = os.path.realpath(Path(build_dir) / LOCK_NAME)
+    found = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry.name}/fd")
+            if not any(os.readlink(f"/proc/{entry.name}/fd/{fd}") == target for fd in fds):
+                continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                command = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # gone, or not ours to look at
+        found.append((int(entry.name), redact(command)[:120]))
+    return tuple(found)
+
+
 def waiting_notice(build_dir: Path, say: Callable[[str], None], prefix: str = "") -> Callable[[Holder | None], None]:
-    """An ``on_wait`` for :class:`BuildLock` that says who holds ``build_dir``."""
+    """An ``on_wait`` for :class:`BuildLock` that says who holds ``build_dir``; when the build that
+    took the lock is gone, the processes it left that still hold it, and how to stop them."""
 
     def waiting(holder: Holder | None) -> None:
+        if holder is not None and not pid_alive(holder.pid):
+            orphans = lock_holders(build_dir)
+            pids = " ".join(str(p) for p, _ in orphans)
+            say(f"{prefix}waiting for {build_dir}: the build {holder.describe()} was killed, but "
+                f"{len(orphans) or 'some'} of its processes still run"
+                + (f" ({', '.join(c.split(' ')[0].rsplit('/', 1)[-1] for _, c in orphans[:4])}) -- "
+                   f"let them finish, or stop them: kill {pids}" if orphans else ""))
+            return
         who = holder.describe() if holder else "another process"
         say(f"{prefix}waiting for {build_dir}: locked by {who}")
 
@@ -96,6 +136,12 @@ class BuildLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @property
+    def fd(self) -> int | None:
+        """The locked file descriptor: hand it to the build's children (``proc.stream(keep_fds=)``)
+        so that the lock stays held as long as any of them runs, even if this process is killed."""
+        return self._fd
 
     def acquire(self) -> None:
         import fcntl
