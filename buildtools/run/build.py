@@ -16,6 +16,7 @@ The whole run holds the build dir's lock (``buildtools.util.lock``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -35,8 +36,9 @@ from buildtools.errors import KernloopError
 from buildtools.model import Facts
 from buildtools.run import state as build_state
 from buildtools.run.install import InstalledFile, InstallFailed, install_atomically
+from buildtools.run.log import BuildLog
 from buildtools.run.progress import Progress
-from buildtools.run.result import BuildResult
+from buildtools.run.result import BuildResult, failure_text
 from buildtools.run.state import PresetWriter, write_presets
 from buildtools.settings import BY_NAME
 from buildtools.util import proc
@@ -99,7 +101,7 @@ class Build:
         self.log_path = self.build_dir / LOG_NAME
         self.steps: list[str] = []
         self.lines: list[str] = []  # the current step's output, for its first error
-        self._log: TextIO | None = None
+        self._log = BuildLog(self.log_path)
         self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
 
     def say(self, text: str) -> None:
@@ -110,7 +112,7 @@ class Build:
         with BuildLock(self.build_dir, on_wait=waiting_notice(self.build_dir, self.say),
                        timeout_s=self.options.lock_timeout_s) as lock:
             self._lock_fd = lock.fd
-            return self._locked()
+            return self._with_log_problem(self._locked())
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class Build:
         preset = self.preset
         assert preset is not None  # _presets() made sure
         cmake = str(facts.cmake.path) if facts.cmake else "cmake"
-        self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        self._log.open()
         try:
             reason = build_state.configure_reason(self.build_dir, state, preset, fingerprint)
             if reason:
@@ -218,6 +220,9 @@ class Build:
                                                keep_fds=(self._lock_fd,) if self._lock_fd is not None else ())
             except InstallFailed as exc:
                 return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings)
+            except KernloopError as exc:  # the package dir would not take the files
+                return self._failed(f"install failed: {exc.one_line().removeprefix('error: ')}", ran, stats, warnings,
+                                    diagnose=False)
             self.steps.append(f"install: into {prefix}")
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
                            tuple(self.steps), ran, stats, installed, None, warnings)
@@ -225,8 +230,7 @@ class Build:
     # -- helpers -------------------------------------------------------------------------------
 
     def _record(self, line: str) -> None:
-        assert self._log is not None
-        self._log.write(line + "\n")
+        self._log.write(line)
         self.lines.append(line)
 
     def _stream(self, argv: list[str], env: Mapping[str, str], also: Callable[[str], None] | None = None) -> int:
@@ -242,11 +246,20 @@ class Build:
         return proc.stream(argv, on_line, cwd=self.source_dir, env=env, keep_fds=keep)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
-                warnings: int = 0) -> BuildResult:
-        diag = ninja.first_error(self.lines)
-        text = f"error: {headline}" + (f"; first error:\n{diag.render()}" if diag else "")
+                warnings: int = 0, *, diagnose: bool = True) -> BuildResult:
+        """A failed step: its headline with the first real error of its output on the same line."""
+        diag = ninja.first_error(self.lines) if diagnose else None
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), text, warnings)
+                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings)
+
+    def _with_log_problem(self, result: BuildResult) -> BuildResult:
+        """A build whose log could not be written fails, and says why (the disk, mostly)."""
+        problem = self._log.problem()
+        if problem is None:
+            return result
+        line = problem.one_line()
+        failure = f"{result.failure}\n{line}" if result.failure else line
+        return dataclasses.replace(result, ok=False, failure=failure)
 
     def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str]) -> None:
         """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
