@@ -357,6 +357,8 @@ def _load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise KernloopError(f"{path}: invalid TOML ({exc})", f"fix {path}") from None
+    except UnicodeDecodeError:
+        raise KernloopError(f"{path}: not UTF-8 text", f"fix {path}") from None
     except OSError as exc:
         raise KernloopError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -366,5 +368,7 @@ def load_config(source_dir: Path) -> BuildConfig:
     path = Path(source_dir) / "pyproject.toml"
     if not path.is_file():
         return BuildConfig()
-    table = _load_toml(path).get("tool", {}).get("buildtools", {})
-    return config_from_table(table, "pyproject.toml")
+    tool = _load_toml(path).get("tool", {})
+    if not isinstance(tool, dict):
+        raise KernloopError(f"{path}: [tool] must be a table", f"fix {path}")
+    return config_from_table(tool.get("buildtools", {}), "pyproject.toml")

@@ -272,6 +272,16 @@ def resolve_preset(source_dir: Path, name: str) -> ResolvedPreset | None:
     cacheVariables, environment, toolchain); ``include`` files are not followed.
     """
     docs = _load_presets(source_dir)
+    try:
+        return _resolve(docs, source_dir, name)
+    except (TypeError, AttributeError, ValueError, RecursionError) as exc:  # valid JSON, not valid presets
+        raise KernloopError(f"{source_dir / FILE_NAME} (or {PRESET_FILES[0]}): preset {name!r} cannot be read "
+                            f"({type(exc).__name__}: {exc})", "fix it, or regenerate: python -m buildtools presets "
+                            "--force-overwrite") from None
+
+
+def _resolve(docs: list[Any], source_dir: Path, name: str) -> ResolvedPreset | None:
+    docs = [d for d in docs if isinstance(d, dict)]
     configure = {p.get("name"): p for d in docs for p in d.get("configurePresets", []) if isinstance(p, dict)}
     builds = {p.get("name") for d in docs for p in d.get("buildPresets", []) if isinstance(p, dict)}
     if name not in configure:

@@ -6,6 +6,7 @@ kept in :attr:`BuildLog.error` and writing stops; the runner turns it into one l
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -22,9 +23,13 @@ class BuildLog:
         self._file: TextIO | None = None
 
     def open(self) -> None:
-        """Start the log afresh; KernloopError (with the fix) when it cannot be created."""
+        """Start the log afresh; KernloopError (with the fix) when it cannot be created. A symlink
+        planted where the log goes is removed, never written through."""
         try:
-            self._file = open(self.path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in close()
+            if self.path.is_symlink():
+                self.path.unlink()
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            self._file = open(fd, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise from_os_error(exc, f"write the build log {self.path}", self.path.parent) from None
 

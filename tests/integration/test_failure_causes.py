@@ -115,19 +115,21 @@ def test_a_configure_error_is_on_the_summary_line(project):
     assert rc == 0, err
 
 
-def test_a_build_log_that_cannot_be_written_is_one_line_not_a_traceback(project):
-    """/dev/full: every write fails with ENOSPC, as on a full disk (the buffered log fails on close)."""
+def test_a_symlink_planted_as_the_build_log_is_never_written_through(project, tmp_path):
+    """The log is replaced, not followed: a link to /dev/full (or to a user's file) changes nothing.
+    A log that really cannot be written is the full-disk test below (unit: BuildLog on /dev/full)."""
     src, env = project
     log = src / "cmake-build-release" / "kernloop-build.log"
-    log.unlink(missing_ok=True)
-    log.symlink_to("/dev/full")
-    try:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for target in (Path("/dev/full"), victim):
+        log.unlink(missing_ok=True)
+        log.symlink_to(target)
         rc, summary, err = build(src, env, "--target", "all")
-    finally:
-        log.unlink()
-    assert rc == 1, err
-    no_traceback(err)
-    assert f"error: cannot write the build log {log}: No space left on device -- free some disk space" in err
+        assert rc == 0, err
+        no_traceback(err)
+        assert not log.is_symlink() and log.stat().st_size > 0
+    assert victim.read_text() == "keep me"
 
 
 @needs_unshare

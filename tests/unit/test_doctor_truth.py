@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from buildtools.checks import observe_tree as tree
 from buildtools.checks.doctor import run_checks
 from buildtools.checks.observe_tree import FileProblem, StaleProgram, Unwritable
-from buildtools.checks.orphans import LockView, Process, observe_lock
+from buildtools.checks.orphans import LockView, observe_lock
+from buildtools.util.lock import Process
 from buildtools.checks.tree_checks import lock_checks, tree_checks
 from buildtools.cmake import ninja
 from buildtools.cmake.file_api import read_cmake_cache

@@ -114,3 +114,50 @@ def test_enable_cuda_off_plans_cpu_and_on_requires_cuda():
         make_plan(make_facts(nvcc=False), Overrides.from_sources(env={"KERNLOOP_ENABLE_CUDA": "ON"}))
     with pytest.raises(KernloopError, match="not ON or OFF"):
         Overrides.from_sources(env={"KERNLOOP_ENABLE_CUDA": "maybe"})
+
+
+# -- no traceback for any value: fuzzed settings and presets -------------------------------------
+from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st  # noqa: E402
+
+from buildtools.settings import config_from_table, load_config  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=12)
+_KEYS = ["ram-per-cxx-job-gib", "max-nvcc-threads", "default-cuda-archs", "launcher", "cache-dir", "remote-cache",
+         "cuda-variant-packages", "unknown-key"]
+
+
+@hyp_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(_KEYS), _json, max_size=4))
+def test_any_tool_buildtools_table_is_a_config_or_one_error(table):
+    try:
+        config_from_table(table, "pyproject.toml")
+    except KernloopError as exc:
+        assert "\n" not in exc.one_line()
+
+
+@hyp_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=64))
+def test_any_pyproject_bytes_are_a_config_or_one_error(tmp_path_factory, data):
+    d = tmp_path_factory.mktemp("p")
+    (d / "pyproject.toml").write_bytes(b"[tool.buildtools]\n" + data)
+    try:
+        load_config(d)
+    except KernloopError:
+        pass
+    (d / "pyproject.toml").write_bytes(b"tool = 3\n")
+    with pytest.raises(KernloopError, match=r"\[tool\] must be a table"):
+        load_config(d)
+
+
+@hyp_settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.sampled_from(["name", "inherits", "binaryDir", "cacheVariables", "environment",
+                                                  "generator"]), _json | st.just("release"), max_size=5), max_size=4))
+def test_any_presets_structure_resolves_or_is_one_error(tmp_path_factory, configure):
+    d = tmp_path_factory.mktemp("r")
+    (d / "CMakeUserPresets.json").write_text(json.dumps({"version": 6, "configurePresets": configure}))
+    try:
+        presets.resolve_preset(d, "release")
+    except KernloopError as exc:
+        assert "\n" not in exc.one_line()
