@@ -155,6 +155,7 @@ class Build:
         if self.preset is None:
             why = f"no preset {name!r} yet"
         previous = dict(state.get("presets") or {})
+        state_before, fingerprint_before = dict(state), fingerprint
         if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
             previous["platform"] = "cuda"  # configured by hand, or by a release that did not record it
         written = self.write_presets(self.source_dir, self.env, self.say, previous)
@@ -168,7 +169,9 @@ class Build:
         if self.preset.binary_dir != self.build_dir:
             raise KernloopError(f"preset {name!r} now builds in {self.preset.binary_dir}, not {self.build_dir}",
                                 "run the build again")
-        self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})")
+        changed = build_state.what_changed(state_before, fingerprint_before)
+        self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})"
+                          + (f"; what changed: {changed}" if changed else ""))
         return written.facts, fingerprint
 
     def _configure(self, cmake: str, preset: ResolvedPreset, reason: str, fresh: bool) -> BuildResult | None:

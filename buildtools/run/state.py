@@ -30,6 +30,7 @@ __all__ = [
     "STATE_NAME",
     "facts_fingerprint",
     "presets_reason",
+    "what_changed",
     "cache_damaged",
     "configure_reason",
     "needs_fresh",
@@ -90,11 +91,15 @@ def presets_reason(state: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> 
     written = state.get("presets")
     if not isinstance(written, Mapping):
         return "first build in this dir"
-    old = written.get("fingerprint")
-    if old != fingerprint:
-        return f"toolchain changed; what changed: {_changed(old, fingerprint)}" if isinstance(old, Mapping) \
-            else "toolchain changed"
-    return None
+    return "toolchain changed" if written.get("fingerprint") != fingerprint else None
+
+
+def what_changed(state: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
+    """The parts of the fingerprint that differ from the one the presets were written from
+    (``"nvcc, settings"``); "" when there is none to compare with."""
+    written = state.get("presets")
+    old = written.get("fingerprint") if isinstance(written, Mapping) else None
+    return _changed(old, fingerprint) if isinstance(old, Mapping) else ""
 
 
 def cache_damaged(build_dir: Path) -> bool:

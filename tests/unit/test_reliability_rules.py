@@ -93,7 +93,8 @@ def test_old_flat_state_is_read_and_a_missing_presets_record_rewrites_them(tmp_p
     state = build_state.read_state(tmp_path)
     assert state["configured"]["preset"] == "d" and build_state.presets_reason(state, {"a": 1}) is None
     assert build_state.presets_reason({}, {"a": 1}) == "first build in this dir"
-    assert build_state.presets_reason(state, {"a": 2}) == "toolchain changed; what changed: a"
+    assert build_state.presets_reason(state, {"a": 2}) == "toolchain changed"
+    assert build_state.what_changed(state, {"a": 2}) == "a" and build_state.what_changed({}, {"a": 2}) == ""
 
 
 def test_state_is_never_written_through_a_planted_symlink(tmp_path):
