@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from buildtools.cache.dist import check_scheduler_url
 from buildtools.cache.remote import check_url, parse_mode
 from buildtools.errors import KernloopError
 from buildtools.model import BUILD_TYPES, GIB, Override
@@ -39,6 +40,9 @@ __all__ = [
     "config_from_table",
     "LAUNCHERS",
     "CONFIG_KEYS",
+    "DIST_TOKEN_VARS",
+    "dist_token",
+    "dist_request",
 ]
 
 
@@ -126,6 +130,10 @@ OVERRIDES: tuple[Setting, ...] = (
             pyproject="remote-cache", commands=("presets", "build")),
     Setting("remote_cache_mode", "remote_cache_mode", "--remote-cache-mode", "KERNLOOP_REMOTE_CACHE_MODE", parse_mode,
             "shared cache mode", "read-only (default) or read-write", "MODE", commands=("presets", "build")),
+    Setting("dist_scheduler", "distributed", "--distributed", "KERNLOOP_DIST_SCHEDULER", check_scheduler_url,
+            "distributed compile", "compile on a sccache-dist cluster: its scheduler http://HOST:PORT, or off; "
+            "token from KERNLOOP_DIST_TOKEN or KERNLOOP_DIST_TOKEN_FILE; see docs/distributed.md", "URL",
+            pyproject="dist-scheduler", commands=("presets", "build")),
 )
 BY_NAME = {s.name: s for s in OVERRIDES}
 # What the planner reads from the environment: a change must regenerate the presets.
@@ -143,6 +151,7 @@ class Overrides:
     ram_budget: Override[int] | None = None  # bytes; replaces the detected available RAM
     remote_cache: Override[str] | None = None  # a checked URL or "off"; beats [tool.buildtools] remote-cache
     remote_cache_mode: Override[str] | None = None  # "read-write" / "read-only"
+    dist_scheduler: Override[str] | None = None  # a checked scheduler URL or "off"; beats dist-scheduler
 
     @classmethod
     def from_sources(cls, *, env: Mapping[str, str] | None = None, **flags: Any) -> Overrides:
@@ -189,6 +198,43 @@ def overrides_help(command: str) -> str:
     return f"Planner overrides come from {', '.join(env_only)}." if env_only else ""
 
 
+# The distributed-compile token: the value, or a file holding it. Never an override row: it must
+# not reach the build fingerprint, the presets, --json or --print-plan.
+DIST_TOKEN_VARS = ("KERNLOOP_DIST_TOKEN", "KERNLOOP_DIST_TOKEN_FILE")
+
+
+def dist_token(env: Mapping[str, str]) -> tuple[str, str]:
+    """(token, where it came from) for distributed compile. Raises KernloopError when neither
+    variable is set or the file cannot be read -- before anything is compiled."""
+    value_var, file_var = DIST_TOKEN_VARS
+    if str(env.get(value_var, "")).strip():
+        return str(env[value_var]).strip(), value_var
+    path = str(env.get(file_var, "")).strip()
+    if not path:
+        raise KernloopError("distributed compile needs the scheduler's client token",
+                            f"set {value_var}, or {file_var} to a file holding it "
+                            "(python -m buildtools dist up writes one)")
+    try:
+        token = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise KernloopError(f"{file_var}={path}: cannot read it ({exc.strerror or exc})",
+                            f"point {file_var} at the token file") from None
+    if not token:
+        raise KernloopError(f"{file_var}={path}: the file is empty", "put the client token in it")
+    return token, f"{file_var}={path}"
+
+
+def dist_request(overrides: Overrides, config: BuildConfig) -> tuple[str, str] | None:
+    """(scheduler URL, where it came from) when distributed compile is asked for: the flag or its
+    variable over ``[tool.buildtools] dist-scheduler``; None when not asked for or ``off``."""
+    o = overrides.dist_scheduler
+    if o is not None:
+        return None if o.value == "off" else (o.value, o.source)
+    if config.dist_scheduler:
+        return config.dist_scheduler, f"{config.source} {BY_NAME['dist_scheduler'].pyproject}"
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # [tool.buildtools]
 # --------------------------------------------------------------------------------------------
@@ -207,6 +253,9 @@ LAUNCHERS = ("auto", "ccache", "sccache", "none")
 DEFAULT_CXX_JOB_GIB = 0.75
 DEFAULT_CUDA_JOB_GIB = 0.25
 DEFAULT_LINK_JOB_GIB = 0.25
+# What one distributed compile job keeps on this machine: the nvcc driver or g++ -E (preprocessing
+# the TU with torch's headers), and fatbinary. See docs/distributed.md for how it was measured.
+DEFAULT_DIST_LOCAL_JOB_GIB = 0.25
 # nvcc --threads only helps across archs; beyond 4 the per-arch steps rarely outnumber the cores
 # ninja would otherwise use for other TUs.
 DEFAULT_MAX_NVCC_THREADS = 4
@@ -228,6 +277,7 @@ CONFIG_KEYS = {
     "cache-dir": "cache_dir",
     "cuda-variant-packages": "cuda_variant_packages",
     "remote-cache": "remote_cache",
+    "dist-scheduler": "dist_scheduler",
 }
 
 
@@ -246,6 +296,8 @@ class BuildConfig:
     cuda_variant_packages: tuple[str, ...] = ()
     # A shared compiler cache URL (buildtools.cache.remote); the flag and KERNLOOP_REMOTE_CACHE win.
     remote_cache: str | None = None
+    # A sccache-dist scheduler URL (buildtools.cache.dist); the flag and its variable win.
+    dist_scheduler: str | None = None
     source: str = "built-in defaults"
     warnings: tuple[str, ...] = ()
 
@@ -313,6 +365,11 @@ def config_from_table(table: Mapping[str, Any], where: str) -> BuildConfig:
             if not isinstance(value, str):
                 raise KernloopError(f"{where}: {key} must be a URL string, got {value!r}", f"fix {key} in {where}")
             values[attr] = check_url(value, f"{where} [tool.buildtools] {key}")
+        elif attr == "dist_scheduler":
+            if not isinstance(value, str):
+                raise KernloopError(f"{where}: {key} must be a URL string, got {value!r}", f"fix {key} in {where}")
+            checked = check_scheduler_url(value, f"{where} [tool.buildtools] {key}")
+            values[attr] = None if checked == "off" else checked
     source = f"{where} [tool.buildtools]" if table else "built-in defaults"
     return BuildConfig(**values, source=source, warnings=tuple(warnings))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
+from buildtools.cache import dist, dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
 from buildtools.cmake import ninja
@@ -37,6 +38,7 @@ from buildtools.run.install import InstalledFile, InstallFailed, install_atomica
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult
 from buildtools.run.state import PresetWriter, write_presets
+from buildtools.settings import Overrides, dist_request, dist_token, load_config
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -94,6 +96,7 @@ class Build:
         self.steps: list[str] = []
         self.lines: list[str] = []  # the current step's output, for its first error
         self._log: TextIO | None = None
+        self._dist: dist_runtime.DistProbe | None = None
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -133,12 +136,13 @@ class Build:
         """Rewrite the presets only when the facts changed; (facts, fingerprint, configure --fresh)."""
         facts = self.detect(self.source_dir, self.env)
         fingerprint = build_state.facts_fingerprint(facts, self.env)
-        if self.preset is not None and state.get("fingerprint") == fingerprint:
+        replan = self._dist_replan(facts) if self.preset is not None else None
+        if self.preset is not None and state.get("fingerprint") == fingerprint and replan is None:
             self.steps.append("presets: up to date")
             return facts, fingerprint, False
         name = self.options.preset
-        why = f"no preset {name!r} yet" if self.preset is None else (
-            "toolchain changed" if state.get("fingerprint") else "first build in this dir")
+        why = replan or (f"no preset {name!r} yet" if self.preset is None else (
+            "toolchain changed" if state.get("fingerprint") else "first build in this dir"))
         facts, changed = self.write_presets(self.source_dir, self.env, self.say)
         fingerprint = build_state.facts_fingerprint(facts, self.env)
         self.preset = resolve_preset(self.source_dir, name)
@@ -161,12 +165,63 @@ class Build:
         self.steps.append(f"configure: ran ({reason})")
         return None
 
+    # -- distributed compile ---------------------------------------------------------------------
+
+    def _compiler_env(self) -> dict[str, str]:
+        """What the compilers see: ours, and the preset's environment with its $env{} expanded."""
+        preset = self.preset
+        given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
+        return {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v) for k, v in given.items()}
+
+    def _dist_replan(self, facts: Facts) -> str | None:
+        """Why the presets must be planned again for distributed compile (None: they need not):
+        it was turned on or off, or the cluster they were planned for is no longer usable (then
+        the new plan is the local one). Otherwise the client is made ready for the build here."""
+        assert self.preset is not None
+        asked = dist_request(Overrides.from_sources(env=self.env), load_config(self.source_dir))
+        have = self.preset.environment.get(dist.SCHEDULER_VAR)
+        if asked is None:
+            return "distributed compile turned off" if have else None
+        if have != asked[0]:
+            return f"distributed compile on {asked[0]} asked for"
+        return None if self._dist_prepare(facts, asked[0]) else f"the cluster behind {asked[0]} is not usable now"
+
+    def _dist_prepare(self, facts: Facts, scheduler: str) -> bool:
+        """Start (or reuse) the sccache client with the build's environment and wait (bounded) for
+        the scheduler. False when the cluster cannot be used; a wrong token raises."""
+        from buildtools.session import dist_client
+
+        client = dist_client(facts, scheduler, self.env)
+        if client is None:
+            return False
+        token, token_source = dist_token(self.env)
+        if dist_runtime.reach(scheduler) is not None:
+            return False
+        refused = dist_runtime.check_token(scheduler, token)
+        if refused is not None:
+            raise KernloopError(f"scheduler {scheduler}: {refused} from {token_source}",
+                                f"give that scheduler's client token in {token_source.split('=')[0]}")
+        client.write_config(token)
+        env = self._compiler_env()
+        client.start(env)
+        status = client.wait(env)
+        if isinstance(status, str):
+            return False
+        self._dist = dist_runtime.DistProbe(client, env, *status)
+        return True
+
     def _build_and_install(self, cmake: str, preset: ResolvedPreset) -> BuildResult:
         cache_vars = read_cmake_cache(self.build_dir)
         launcher = cache_vars.get("CMAKE_CXX_COMPILER_LAUNCHER") or cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")
         probe = ccache.probe_for(launcher, self.build_dir)
+        scheduler = preset.environment.get(dist.SCHEDULER_VAR) if preset.has_build_preset else None
+        if scheduler and self._dist is None and not self._dist_prepare(self.detect(self.source_dir, self.env), scheduler):
+            self.say(f"warning: distributed compile on {scheduler}: the cluster is not usable now; "
+                     "sccache compiles locally")
         if probe is not None:
-            self._shared_cache(probe, {**self.env, **preset.environment} if preset.has_build_preset else self.env)
+            if self._dist is not None:
+                probe.server_env = self._compiler_env()
+            self._shared_cache(probe, self._compiler_env(), restart=self._dist is None)
         build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if self.options.target == "install" else self.options.target
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
@@ -174,6 +229,8 @@ class Build:
         before = ninja.read_log(self.build_dir / ".ninja_log")
         if probe:
             probe.begin()
+        if self._dist is not None:
+            self._dist.begin()
         progress = Progress(self.out, self.options.progress)
 
         def on_status(line: str) -> None:
@@ -187,9 +244,10 @@ class Build:
             progress.clear()
         ran = tuple(ninja.ran_between(before, ninja.read_log(self.build_dir / ".ninja_log")))
         stats = probe.end() if probe else None
+        distributed = self._dist.end() if self._dist is not None else None
         warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith("@@kl"))
         if rc != 0:
-            return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings)
+            return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings, distributed)
         self.steps.append(f"build: {' '.join(argv[1:])}")
 
         installed: tuple[InstalledFile, ...] = ()
@@ -199,10 +257,11 @@ class Build:
             try:
                 installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record)
             except InstallFailed as exc:
-                return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings)
+                return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings,
+                                    distributed)
             self.steps.append(f"install: into {prefix}")
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, installed, None, warnings)
+                           tuple(self.steps), ran, stats, installed, None, warnings, distributed)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -223,22 +282,21 @@ class Build:
         return proc.stream(argv, on_line, cwd=self.source_dir, env=env)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
-                warnings: int = 0) -> BuildResult:
+                warnings: int = 0, distributed: dist_runtime.DistCounts | None = None) -> BuildResult:
         diag = ninja.first_error(self.lines)
         text = f"error: {headline}" + (f"; first error:\n{diag.render()}" if diag else "")
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), text, warnings)
+                           tuple(self.steps), ran, stats, (), text, warnings, distributed)
 
-    def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str]) -> None:
+    def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str], restart: bool = True) -> None:
         """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
-        and for sccache start its server with it -- or without it, and one warning, when it is down."""
-        given = env
-        env = {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v) for k, v in given.items()}
+        and for sccache start its server with it -- or without it, and one warning, when it is down
+        (not with distributed compile: its client was started with the same environment)."""
         endpoint = remote_runtime.endpoint_from_env(probe.kind, env)
         if endpoint is None:
             return
         probe.remote = endpoint.description
-        if probe.kind == "sccache" and remote_runtime.prepare_sccache(probe.program, env, self.say):
+        if probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
             probe.remote += ", unreachable: not used"
 
 
