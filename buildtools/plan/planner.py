@@ -57,7 +57,7 @@ def choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
             why += " (auto would take ccache, which cannot distribute)"
     elif config.launcher == "none":
         return Decision(None, f"launcher = \"none\" ({config.source})"), warnings
-    if config.launcher in found:
+    elif config.launcher in found:
         program = found[config.launcher]
         why = f"launcher = \"{config.launcher}\" ({config.source})"
         if program is None:
