@@ -62,6 +62,16 @@ def _bwrap() -> str | None:
     return shutil.which("bwrap") or ("/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None)
 
 
+def _listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port`` (never binds it: a bind would
+    race the server that is starting)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _port_taken(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -108,7 +118,11 @@ def alive(pid: int, config: str) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
         return False
-    return state != "Z" and config.encode() in cmdline and any(b"sccache-dist" in a for a in cmdline)
+    if state in ("Z", "X"):
+        return False
+    if not any(cmdline):  # exec in progress: sccache-dist's server re-executes itself as it sets up
+        return True
+    return config.encode() in cmdline and any(b"sccache-dist" in a for a in cmdline)
 
 
 def read(where: Path) -> Cluster | None:
@@ -171,17 +185,11 @@ def up(where: Path, servers: int, port: int, say: Callable[[str], None], *, sour
     cluster = Cluster(where, f"http://127.0.0.1:{port}", where / TOKEN_FILE, pids, {k: str(v) for k, v in configs.items()})
     try:
         pids["scheduler"] = proc.spawn([program, "scheduler", "--config", configs["scheduler"]], log=logs["scheduler"], env=env)
-        _wait(lambda: _port_taken(port), cluster, "scheduler", logs["scheduler"])
+        _wait(lambda: _listening(port), cluster, "scheduler", logs["scheduler"])
         for i in range(1, servers + 1):  # one at a time: each registered before the next starts
             name = f"server-{i}"
-            for attempt in (1, 2):  # a server starting its overlay builder has exited once here, at random
-                pids[name] = proc.spawn([program, "server", "--config", configs[name]], log=logs[name], env=env)
-                try:
-                    _wait(lambda: _registered(logs["scheduler"]) >= i, cluster, name, logs["scheduler"])
-                    break
-                except KernloopError:
-                    if attempt == 2 or alive(pids[name], cluster.configs[name]):
-                        raise
+            pids[name] = proc.spawn([program, "server", "--config", configs[name]], log=logs[name], env=env)
+            _wait(lambda: _registered(logs["scheduler"]) >= i, cluster, name, logs["scheduler"])
     except KernloopError:
         down(where, lambda _: None, cluster)
         raise
@@ -196,6 +204,9 @@ def _wait(ready: Callable[[], bool], cluster: Cluster, what: str, log: Path) -> 
     deadline = time.monotonic() + _UP_WAIT_S
     while not ready():
         dead = [n for n, pid in cluster.pids.items() if not alive(pid, cluster.configs[n])]
+        if dead:  # look twice: a process can be between two states
+            time.sleep(0.2)
+            dead = [n for n in dead if not alive(cluster.pids[n], cluster.configs[n])]
         if dead or time.monotonic() > deadline:
             name = dead[0] if dead else what
             tail = ""
