@@ -189,7 +189,7 @@ def test_the_token_is_in_no_file_of_the_tree_and_not_in_the_output(cluster, csrc
     assert p.returncode == 0, p.stderr
     assert "distributed=" + cluster.url in p.stdout and cluster.token not in p.stdout + p.stderr
     jobs = next(line for line in p.stdout.splitlines() if line.strip().startswith("jobs="))
-    assert f"cluster {summary['distributed']['cpus']} CPUs on 1 server + " in jobs, jobs
+    assert f"cluster {summary['distributed']['cpus']} CPUs on 1 server (" in jobs, jobs
 
 
 def test_build_server_killed_mid_build_falls_back_with_one_warning(tmp_path):
