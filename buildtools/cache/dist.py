@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -174,7 +173,7 @@ def plan_jobs(cluster: ClusterFacts, cores: int, ram_bytes: int, ram_label: str,
     locally only when it refuses one ("Insufficient capacity across N available servers"), which
     is a fallback. Measured here (one 2-CPU server, cold csrc/): 2 + 2 jobs -> 6 of 23 compiles fell
     back; 2 jobs -> none, and the build was as fast."""
-    by_ram = max(1, int(ram_bytes // math.ceil(local_part_gib * 1024**3)))
+    by_ram = max(1, int(ram_bytes // round(local_part_gib * 1024**3)))
     jobs = max(1, min(cluster.cpus, by_ram, JOBS_CAP))
     reason = (f"cluster {cluster.cpus} CPUs on {cluster.servers} server{'s' if cluster.servers != 1 else ''} "
               f"({cores} local cores not added: sccache compiles locally only when the scheduler has no room, "

@@ -111,18 +111,32 @@ def check_environment(servers: int, port: int, *, source_dir: Path | None = None
     return program, bwrap
 
 
-def alive(pid: int, config: str) -> bool:
-    """Whether ``pid`` still runs sccache-dist with ``config`` (a reused PID is not ours)."""
+def _cmdline(pid: int) -> list[bytes] | None:
+    """``pid``'s argv, [] while it is exec'ing (the kernel shows an empty one), None when gone."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
-        return False
+        return None
     if state in ("Z", "X"):
-        return False
-    if not any(cmdline):  # exec in progress: sccache-dist's server re-executes itself as it sets up
-        return True
-    return config.encode() in cmdline and any(b"sccache-dist" in a for a in cmdline)
+        return None
+    return [a for a in cmdline if a]
+
+
+def alive(pid: int, config: str, *, starting: bool = False) -> bool:
+    """Whether ``pid`` still runs sccache-dist with ``config`` (a reused PID is not ours). A process
+    caught mid-exec shows no command line: ``starting`` counts it as ours (we just started it);
+    otherwise it is looked at again until it shows one (at most a second)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        argv = _cmdline(pid)
+        if argv is None:
+            return False
+        if argv:
+            return config.encode() in argv and any(b"sccache-dist" in a for a in argv)
+        if starting or time.monotonic() > deadline:
+            return starting
+        time.sleep(0.02)
 
 
 def read(where: Path) -> Cluster | None:
@@ -203,10 +217,7 @@ def up(where: Path, servers: int, port: int, say: Callable[[str], None], *, sour
 def _wait(ready: Callable[[], bool], cluster: Cluster, what: str, log: Path) -> None:
     deadline = time.monotonic() + _UP_WAIT_S
     while not ready():
-        dead = [n for n, pid in cluster.pids.items() if not alive(pid, cluster.configs[n])]
-        if dead:  # look twice: a process can be between two states
-            time.sleep(0.2)
-            dead = [n for n in dead if not alive(cluster.pids[n], cluster.configs[n])]
+        dead = [n for n, pid in cluster.pids.items() if not alive(pid, cluster.configs[n], starting=True)]
         if dead or time.monotonic() > deadline:
             name = dead[0] if dead else what
             tail = ""

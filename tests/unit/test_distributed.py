@@ -127,7 +127,7 @@ def test_jobs_from_the_cluster_with_every_reason():
     assert plan.jobs.value == 32
     assert plan.jobs.reason.startswith("cluster 32 CPUs on 4 servers (2 local cores not added: sccache compiles "
                                        "locally only when the scheduler has no room, as a fallback); local RAM "
-                                       "20.0 GiB allows 80 jobs at 0.25 GiB each")
+                                       "20.0 GiB allows 200 jobs at 0.1 GiB each")
     assert "nvcc driver, preprocessing, fatbinary" in plan.jobs.reason and "cap 256" in plan.jobs.reason
     assert plan.link_jobs.value == 1 and plan.link_jobs.reason.startswith("links stay local: min(local jobs 2 / 2")
     assert plan.cache_variables["CMAKE_JOB_POOLS"] == "compile=32;link=1"
@@ -137,7 +137,7 @@ def test_jobs_from_the_cluster_with_every_reason():
 
 
 @pytest.mark.parametrize(("cpus", "cores", "ram_gib", "jobs", "bound"), [
-    (4, 2, 0.5, 2, "allows 2 jobs"),  # local RAM for the local parts bounds it
+    (4, 2, 0.25, 2, "allows 2 jobs"),  # local RAM for the local parts bounds it
     (2000, 16, 512.0, 256, "cap 256"),  # the cap
     (0, 2, 20.0, 1, "cluster 0 CPUs"),  # a cluster without CPUs: at least one job
 ])  # fmt: skip
