@@ -97,6 +97,7 @@ class Build:
         self.lines: list[str] = []  # the current step's output, for its first error
         self._log: TextIO | None = None
         self._dist: dist_runtime.DistProbe | None = None
+        self._remote_down = False  # the shared cache was unreachable when the distributed client started
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -203,6 +204,13 @@ class Build:
                                 f"give that scheduler's client token in {token_source.split('=')[0]}")
         client.write_config(token)
         env = self._compiler_env()
+        endpoint = remote_runtime.endpoint_from_env("sccache", env)  # a shared cache that is down
+        why = remote_runtime.probe(endpoint) if endpoint is not None else None  # would stall every compile
+        if endpoint is not None and why is not None:
+            self.say(f"warning: shared cache {endpoint.description} unreachable ({why}): building with the local "
+                     "cache only")
+            env = {k: v for k, v in env.items() if k not in endpoint.variables}
+            self._remote_down = True
         client.start(env)
         status = client.wait(env)
         if isinstance(status, str):
@@ -220,7 +228,7 @@ class Build:
                      "sccache compiles locally")
         if probe is not None:
             if self._dist is not None:
-                probe.server_env = self._compiler_env()
+                probe.server_env = self._dist.env
             self._shared_cache(probe, self._compiler_env(), restart=self._dist is None)
         build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if self.options.target == "install" else self.options.target
@@ -296,7 +304,9 @@ class Build:
         if endpoint is None:
             return
         probe.remote = endpoint.description
-        if probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
+        if probe.kind == "sccache" and not restart and self._remote_down:
+            probe.remote += ", unreachable: not used"
+        elif probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
             probe.remote += ", unreachable: not used"
 
 

@@ -205,7 +205,8 @@ def test_the_token_is_in_no_file_of_the_tree_and_not_in_the_output(cluster, csrc
     assert f"cluster {summary['distributed']['cpus']} CPUs on 1 server (" in jobs, jobs
 
 
-def test_build_server_killed_mid_build_falls_back_with_one_warning(tmp_path):
+@pytest.mark.parametrize("victim", ["server-1", "scheduler"])
+def test_build_server_or_scheduler_killed_mid_build_falls_back_with_one_warning(tmp_path, victim):
     c = LoopbackCluster(tmp_path / "cluster")
     src = copy_fixture(tmp_path / "project")
     env = dist_env(tmp_path, c)
@@ -221,9 +222,9 @@ def test_build_server_killed_mid_build_falls_back_with_one_warning(tmp_path):
             if logs and "Generating toolchain" in logs[0].read_text(errors="replace"):
                 break
             time.sleep(0.05)
-        server = c.info["pids"]["server-1"]
-        assert dist_cluster.alive(server, c.info["configs"]["server-1"])
-        os.kill(server, signal.SIGKILL)  # the build server dies while the build runs
+        pid = c.info["pids"][victim]
+        assert dist_cluster.alive(pid, c.info["configs"][victim])
+        os.kill(pid, signal.SIGKILL)  # it dies while the build runs
         out, err = child.communicate(timeout=900)
         assert child.returncode == 0, err
         d = json.loads(out)["distributed"]
@@ -260,3 +261,40 @@ def test_bad_setting_is_one_line_before_anything_compiles(cluster, tmp_path, arg
     assert rc == 2 and summary is None, err
     assert err.strip().count("\n") == 0 and err.startswith("error: ") and named in err, err
     assert not (src / "cmake-build-release" / "build.ninja").exists()  # nothing configured, nothing compiled
+
+
+@pytest.mark.skipif(not (os.path.exists("/usr/bin/redis-server") and os.path.exists("/usr/bin/redis-cli")),
+                    reason="needs a Redis server: apt-get install redis-server redis-tools")
+def test_shared_cache_first_then_the_cluster_on_a_miss(cluster, tmp_path):
+    """sccache's multi-level cache in front of distributed compile: clone A (read-write) compiles on
+    the cluster and fills Redis; clone B (read-only, its own empty local cache) is served from Redis
+    and sends only what missed to the cluster."""
+    port = _free_base(1)
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline and redis.poll() is None, "redis-server did not start"
+            time.sleep(0.05)
+        results = []
+        for name, mode in (("a", "read-write"), ("b", "read-only")):
+            src = copy_fixture(tmp_path / name / "project")
+            env = dist_env(tmp_path / name, cluster)
+            try:
+                rc, summary, err = build_json(src, env, "--distributed", cluster.url, "--remote-cache", url,
+                                              "--remote-cache-mode", mode)
+            finally:
+                stop_client(src, env)
+            assert rc == 0, err
+            results.append(summary)
+        a, b = results
+        assert a["distributed"]["compiles"] > 0 and a["cache"]["hits"] == 0 and a["cache"]["remote"] == f"{url} (read-write)"
+        assert b["cache"]["hits"] > 0 and b["cache"]["remote"] == f"{url} (read-only)"
+        assert b["distributed"]["compiles"] < a["distributed"]["compiles"]
+        assert (b["distributed"]["local_fallbacks"], b["distributed"]["errors"]) == (0, 0)
+    finally:
+        redis.kill()
+        redis.wait(timeout=30)
