@@ -204,24 +204,11 @@ DIST_TOKEN_VARS = ("KERNLOOP_DIST_TOKEN", "KERNLOOP_DIST_TOKEN_FILE")
 
 
 def dist_token(env: Mapping[str, str]) -> tuple[str, str]:
-    """(token, where it came from) for distributed compile. Raises KernloopError when neither
-    variable is set or the file cannot be read -- before anything is compiled."""
-    value_var, file_var = DIST_TOKEN_VARS
-    if str(env.get(value_var, "")).strip():
-        return str(env[value_var]).strip(), value_var
-    path = str(env.get(file_var, "")).strip()
-    if not path:
-        raise KernloopError("distributed compile needs the scheduler's client token",
-                            f"set {value_var}, or {file_var} to a file holding it "
-                            "(python -m buildtools dist up writes one)")
-    try:
-        token = Path(path).expanduser().read_text().strip()
-    except OSError as exc:
-        raise KernloopError(f"{file_var}={path}: cannot read it ({exc.strerror or exc})",
-                            f"point {file_var} at the token file") from None
-    if not token:
-        raise KernloopError(f"{file_var}={path}: the file is empty", "put the client token in it")
-    return token, f"{file_var}={path}"
+    """(token, where it came from) for distributed compile; KernloopError when neither variable is
+    set or the file cannot be read -- before anything is compiled."""
+    from buildtools.cache.dist_runtime import read_token
+
+    return read_token(env, *DIST_TOKEN_VARS)
 
 
 def dist_request(overrides: Overrides, config: BuildConfig) -> tuple[str, str] | None:

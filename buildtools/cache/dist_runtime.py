@@ -34,6 +34,7 @@ from buildtools.util import proc
 __all__ = [
     "WAIT_S",
     "default_home",
+    "read_token",
     "write_private",
     "reach",
     "check_token",
@@ -55,6 +56,24 @@ def default_home(env: Mapping[str, str]) -> Path:
     base = str(env.get("XDG_CACHE_HOME", "")).strip() or os.path.join(
         str(env.get("HOME", "")).strip() or os.path.expanduser("~"), ".cache")
     return Path(base) / "kernloop" / "dist"
+
+
+def read_token(env: Mapping[str, str], value_var: str, file_var: str) -> tuple[str, str]:
+    """(token, where from): ``value_var``'s value, else the contents of the file ``file_var`` names."""
+    if str(env.get(value_var, "")).strip():
+        return str(env[value_var]).strip(), value_var
+    path = str(env.get(file_var, "")).strip()
+    if not path:
+        raise KernloopError("distributed compile needs the scheduler's client token",
+                            f"set {value_var}, or {file_var} to a file holding it (python -m buildtools dist up writes one)")
+    try:
+        token = Path(path).expanduser().read_text().strip()
+    except OSError as exc:
+        raise KernloopError(f"{file_var}={path}: cannot read it ({exc.strerror or exc})",
+                            f"point {file_var} at the token file") from None
+    if not token:
+        raise KernloopError(f"{file_var}={path}: the file is empty", "put the client token in it")
+    return token, f"{file_var}={path}"
 
 
 def write_private(path: Path, text: str) -> None:
