@@ -137,6 +137,9 @@ def with_cluster(facts: Facts, overrides: Overrides, config: Any, env: Mapping[s
         return facts  # the planner says sccache is missing
     from buildtools.cache import dist_runtime
 
+    if Path(os.path.abspath(client.home)).is_relative_to(Path(os.path.abspath(facts.source_dir))):
+        raise KernloopError(f"the distributed-compile client's files would go to {client.home}, inside the "
+                            "source tree (its config holds the token)", "set XDG_CACHE_HOME (or HOME) outside it")
     token, token_source = dist_token(env)
     return replace(facts, cluster=dist_runtime.probe_cluster(client, token, token_source, env))
 

@@ -287,3 +287,50 @@ def test_down_stops_only_what_up_recorded(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+# -- the runner: when the presets must be planned again --------------------------------------
+
+
+def _runner(tmp_path: Path, env: dict[str, str], preset_env: dict[str, str]):
+    import io
+
+    from buildtools.cmake.presets import ResolvedPreset
+    from buildtools.run.build import Build, BuildOptions
+
+    b = Build(BuildOptions(source_dir=tmp_path), out=io.StringIO(), env=env, detect=lambda *_: make_facts(),
+              write_presets=lambda *_: (make_facts(), False))
+    b.preset = ResolvedPreset("release", tmp_path / "cmake-build-release", "d", True, preset_env)
+    return b
+
+
+def test_runner_replans_when_distributed_compile_is_turned_on_or_off(tmp_path):
+    planned = {dist.SCHEDULER_VAR: URL, "SCCACHE_CONF": "/c/client.toml"}
+    assert _runner(tmp_path, {}, {})._dist_replan(make_facts()) is None  # never asked: nothing to do
+    assert _runner(tmp_path, {}, planned)._dist_replan(make_facts()) == "distributed compile turned off"
+    asked_env = {"KERNLOOP_DIST_SCHEDULER": URL}
+    assert _runner(tmp_path, asked_env, {})._dist_replan(make_facts()) == f"distributed compile on {URL} asked for"
+    other = {**planned, dist.SCHEDULER_VAR: "http://other:1"}
+    assert _runner(tmp_path, asked_env, other)._dist_replan(make_facts()) == f"distributed compile on {URL} asked for"
+    (tmp_path / "pyproject.toml").write_text(f'[tool.buildtools]\ndist-scheduler = "{URL}"\n')
+    assert _runner(tmp_path, {}, {})._dist_replan(make_facts()) == f"distributed compile on {URL} asked for"
+
+
+def test_runner_replans_locally_when_the_planned_cluster_is_gone(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {"KERNLOOP_DIST_SCHEDULER": closed, "KERNLOOP_DIST_TOKEN": TOKEN, "HOME": str(tmp_path)}
+    b = _runner(tmp_path, env, {dist.SCHEDULER_VAR: closed})
+    assert b._dist_replan(make_facts(sccache="0.16.0")) == f"the cluster behind {closed} is not usable now"
+    assert b._dist is None and not list(tmp_path.rglob("client.toml"))  # nothing written, nothing started
+
+
+def test_client_files_inside_the_source_tree_are_refused(tmp_path):
+    from buildtools.session import with_cluster
+
+    f = replace(make_facts(source_dir=tmp_path, sccache="0.16.0"), cluster=None)
+    with pytest.raises(KernloopError, match="inside the source tree"):
+        with_cluster(f, asked(), BuildConfig(), {"XDG_CACHE_HOME": str(tmp_path / ".cache"), "KERNLOOP_DIST_TOKEN": TOKEN})
