@@ -29,6 +29,7 @@ from buildtools.errors import KernloopError
 from buildtools.model import ClusterFacts
 
 __all__ = [
+    "servers_text",
     "DistPlan",
     "DistJobs",
     "CONF_VAR",
@@ -59,6 +60,11 @@ JOBS_CAP = 256
 _PORT_BASE, _PORT_SPAN = 42300, 500
 COMBINES = ("with a shared cache: sccache's cache first (local disk, then the shared level), "
             "distributed compile on a miss; ccache's remote storage does not combine (ccache cannot distribute)")
+
+
+def servers_text(servers: int) -> str:
+    """``1 server``, ``4 servers``."""
+    return f"{servers} server{'s' if servers != 1 else ''}"
 
 
 def _bad(source: str, text: object, what: str, fix: str = "") -> KernloopError:
@@ -156,7 +162,7 @@ class DistPlan:
     cpus: int
 
     def __str__(self) -> str:
-        return f"{self.scheduler} ({self.servers} servers, {self.cpus} CPUs)"
+        return f"{self.scheduler} ({servers_text(self.servers)}, {self.cpus} CPUs)"
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ def plan_jobs(cluster: ClusterFacts, cores: int, ram_bytes: int, ram_label: str,
     back; 2 jobs -> none, and the build was as fast."""
     by_ram = max(1, int(ram_bytes // round(local_part_gib * 1024**3)))
     jobs = max(1, min(cluster.cpus, by_ram, JOBS_CAP))
-    reason = (f"cluster {cluster.cpus} CPUs on {cluster.servers} server{'s' if cluster.servers != 1 else ''} "
+    reason = (f"cluster {cluster.cpus} CPUs on {servers_text(cluster.servers)} "
               f"({cores} local cores not added: sccache compiles locally only when the scheduler has no room, "
               f"as a fallback); local {ram_label} {ram_bytes / 1024**3:.1f} GiB allows {by_ram} jobs at "
               f"{local_part_gib:g} GiB each for the parts that stay local (nvcc driver, preprocessing, fatbinary); "

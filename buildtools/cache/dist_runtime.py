@@ -237,7 +237,7 @@ class DistCounts:
     reason: str | None = None  # the first fallback's reason, from the client's log
 
     def describe(self) -> str:
-        return (f"distributed: {self.compiles} compiles on {self.servers} servers ({self.cpus} CPUs) via "
+        return (f"distributed: {self.compiles} compiles on {dist.servers_text(self.servers)} ({self.cpus} CPUs) via "
                 f"{self.scheduler}; {self.local_fallbacks} local fallbacks, {self.errors} errors")
 
     def warning(self) -> str | None:

@@ -129,7 +129,7 @@ def _distributed(facts: Facts, overrides: Overrides, config: BuildConfig) -> tup
         return Decision(None, f"{url} from {source}: {problem}; the local plan", overridden_by=forced), [warning]
     plan = _dist.DistPlan(url, source, cluster.client_dir / _dist.CLIENT_CONFIG,
                           _dist.client_port(url, facts.source_dir), cluster.servers, cluster.cpus)
-    reason = (f"from {source}; {cluster.servers} servers, {cluster.cpus} CPUs ({cluster.source}); "
+    reason = (f"from {source}; {_dist.servers_text(cluster.servers)}, {cluster.cpus} CPUs ({cluster.source}); "
               f"client config {plan.client_config} (mode 0600, token from the environment); {_dist.COMBINES}")
     return Decision(plan, reason, overridden_by=forced), []
 

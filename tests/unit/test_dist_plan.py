@@ -210,7 +210,7 @@ def test_fallbacks_are_read_from_the_client_log_and_make_one_warning():
     reasons = dist_runtime.fallback_lines(LOG * 3)
     assert len(reasons) == 3 and reasons[0] == "assign job failed, job un-assigned from the server: error sending request"
     counts = dist_runtime.DistCounts(URL, 1, 2, 10, 3, 3, reasons[0])
-    assert counts.describe() == f"distributed: 10 compiles on 1 servers (2 CPUs) via {URL}; 3 local fallbacks, 3 errors"
+    assert counts.describe() == f"distributed: 10 compiles on 1 server (2 CPUs) via {URL}; 3 local fallbacks, 3 errors"
     assert counts.warning().startswith("distributed compile: 3 compiles fell back to local: assign job failed")
     assert dist_runtime.DistCounts(URL, 1, 2, 10, 0, 0).warning() is None
 
