@@ -9,6 +9,7 @@ Figures (see docs/benchmarks.md and each module's docstring):
   P4  build after deleting the build dir with a warm compiler cache vs cold
   P5  peak RSS of concurrent compiles under a lowered RAM budget vs that budget
   P6  presets generation vs python -c "import torch"
+  P9  cold build local vs distributed (sccache-dist on loopback), per-TU overhead, projection to K CPUs
   GPU the ops' achieved bandwidth vs the device's peak (skipped without a GPU)
 
 Everything runs on temporary copies of the tracked tree; the checkout is never built or edited.
@@ -27,7 +28,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gpu_ops, p1_edit, p2_noop, p3_cold, p4_warm_cache, p5_memory, p6_presets  # noqa: E402
+from bench import gpu_ops, p1_edit, p2_noop, p3_cold, p4_warm_cache, p5_memory, p6_presets, p9_distributed  # noqa: E402
 from bench.harness import BenchConfig, Figure, Progress  # noqa: E402
 from bench.report import machine_from_facts, render_figure, render_text, to_json  # noqa: E402
 from bench.workspace import Workspace  # noqa: E402
@@ -38,7 +39,7 @@ __all__ = ["FIGURES", "parse_args", "config_from_args", "main"]
 
 # Run order: P3 before P4 (P4's "cold" is P3's runs); P1 and P3 share the naive tree's cold build.
 FIGURES: dict[str, ModuleType] = {m.KEY: m for m in (p6_presets, p2_noop, p1_edit, p3_cold, p4_warm_cache,
-                                                        p5_memory, gpu_ops)}
+                                                        p5_memory, p9_distributed, gpu_ops)}
 SMOKE_ARCH = "9.0"
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "CpuFacts",
     "MemoryFacts",
     "GpuFacts",
+    "ClusterFacts",
     "Facts",
     "Override",
     "Decision",
@@ -99,6 +100,18 @@ class GpuFacts:
 
 
 @dataclass(frozen=True)
+class ClusterFacts:
+    """A distributed-compile cluster (sccache-dist), probed only when one is asked for."""
+
+    scheduler: str  # the scheduler URL that was probed
+    servers: int  # build servers registered with it (0 when not reachable)
+    cpus: int  # their CPUs, together
+    client_dir: Path  # where the client's config, log and toolchains live (outside the source tree)
+    source: str  # how it was found: "sccache --dist-status via the client on port 42311"
+    problem: str | None = None  # why it cannot be used (unreachable, wrong token, no server); None: usable
+
+
+@dataclass(frozen=True)
 class Facts:
     source_dir: Path
     python: PythonFacts
@@ -120,6 +133,8 @@ class Facts:
     # Whether the ccache found can cache nvcc (versions.CCACHE_NVCC_MIN); an older one is for C/C++ only.
     # None when no ccache was found.
     ccache_caches_nvcc: bool | None = None
+    # The distributed-compile cluster, when one is asked for (buildtools.cache.dist); else None.
+    cluster: ClusterFacts | None = None
 
 
 # -- the plan: what the planner decided, each number with its reason --------------------------
@@ -192,6 +207,8 @@ class Plan:
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False, metadata={"secret": True})
     # The shared compiler cache (buildtools.cache.remote.RemoteCache) behind the local one, or None.
     remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
+    # Distributed compile (buildtools.cache.dist.DistPlan), or None; never holds the token.
+    distributed: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
 
     @property
     def cuda(self) -> bool:
@@ -214,7 +231,8 @@ class Plan:
         rows.append(("ram-per-job", self.ram_per_job_gib))
         if self.archs is not None:
             rows.append(("archs", self.archs))
-        rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache)]
+        rows += [("build-type", self.build_type), ("launcher", self.launcher), ("remote-cache", self.remote_cache),
+                 ("distributed", self.distributed)]
         return rows
 
     def shown(self) -> list[tuple[str, str, Decision[Any]]]:
@@ -227,7 +245,7 @@ def _shown(label: str, value: Any) -> str:
         return ";".join(value)
     if label == "launcher":
         return value.name if value is not None else "none"
-    if label == "remote-cache":
+    if label in ("remote-cache", "distributed"):
         return str(value) if value is not None else "none"  # str(): URL (password masked) and mode
     if label == "ram-per-job":
         return f"{value:.1f} GiB"

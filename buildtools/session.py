@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from buildtools.util import proc
-from buildtools.settings import load_config
+from buildtools.settings import dist_request, dist_token, load_config
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
 from buildtools.settings import Overrides
@@ -34,7 +34,8 @@ from buildtools.plugins.loader import PluginReport, PluginSession
 if TYPE_CHECKING:
     from buildtools.detect import DetectOptions
 
-__all__ = ["PlanOptions", "detect_facts", "plan_for", "plan_with_report", "validate_nvcc"]
+__all__ = ["PlanOptions", "detect_facts", "plan_for", "plan_with_report", "validate_nvcc", "with_cluster",
+           "dist_client"]
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,40 @@ def plan_with_report(options: PlanOptions) -> tuple[Facts, Plan, PluginReport]:
         facts = plugins.run(_detect, options, nvcc)
         facts = _complete(options, facts, nvcc, plugins)
         facts = plugins.contribute(facts)
+        facts = with_cluster(facts, overrides, config, env)
         plan = plugins.plan(facts, overrides, config)
         facts, plan = plugins.finish(facts, plan)
         return facts, plan, plugins.report()
+
+
+def dist_client(facts: Facts, scheduler: str, env: Mapping[str, str]) -> Any:
+    """The sccache client a build of ``facts.source_dir`` uses for ``scheduler`` (None without sccache)."""
+    from buildtools.cache import dist, dist_runtime
+
+    if facts.sccache is None:
+        return None
+    home = dist_runtime.default_home(env)
+    return dist_runtime.Client(facts.sccache.path, scheduler, dist.client_dir(home, scheduler, facts.source_dir),
+                               dist.client_port(scheduler, facts.source_dir))
+
+
+def with_cluster(facts: Facts, overrides: Overrides, config: Any, env: Mapping[str, str]) -> Facts:
+    """The cluster's size as a fact, probed only when distributed compile is asked for (this
+    starts the sccache client; a wrong token or a missing one is an error here, before anything
+    compiles)."""
+    asked = dist_request(overrides, config)
+    if asked is None:
+        return facts
+    client = dist_client(facts, asked[0], env)
+    if client is None:
+        return facts  # the planner says sccache is missing
+    from buildtools.cache import dist_runtime
+
+    if Path(os.path.abspath(client.home)).is_relative_to(Path(os.path.abspath(facts.source_dir))):
+        raise KernloopError(f"the distributed-compile client's files would go to {client.home}, inside the "
+                            "source tree (its config holds the token)", "set XDG_CACHE_HOME (or HOME) outside it")
+    token, token_source = dist_token(env)
+    return replace(facts, cluster=dist_runtime.probe_cluster(client, token, token_source, env))
 
 
 def _complete(options: PlanOptions, facts: Facts, nvcc: Path | None, plugins: PluginSession) -> Facts:

@@ -186,6 +186,7 @@ class CacheProbe:
         self.remote = remote  # the shared cache this build uses, if any (for the hit split)
         self._log = self.build_dir / ".kernloop-ccache-stats.log"
         self._before: dict | None = None
+        self.server_env: Mapping[str, str] | None = None  # sccache: reach the build's server (its port)
 
     def env(self) -> dict[str, str]:
         return {"CCACHE_STATSLOG": str(self._log).replace("$", "$$")} if self.kind == "ccache" else {}  # ccache: $$ = $
@@ -216,7 +217,8 @@ class CacheProbe:
         return parse_sccache_json(self._before, after, self.remote)
 
     def _sccache_stats(self) -> dict | None:
-        res = proc.try_run([self.program, "--show-stats", "--stats-format", "json"], timeout=30)
+        res = proc.try_run([self.program, "--show-stats", "--stats-format", "json"], timeout=30,
+                           env=dict(self.server_env) if self.server_env is not None else None)
         if res is None or not res.ok:
             return None
         try:

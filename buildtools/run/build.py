@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
+from buildtools.cache import dist, dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
 from buildtools.cache.remote import secret_environment
@@ -40,7 +41,7 @@ from buildtools.run.log import BuildLog
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult, failure_text
 from buildtools.run.state import PresetWriter, write_presets
-from buildtools.settings import BY_NAME
+from buildtools.settings import BY_NAME, Overrides, dist_request, dist_token, load_config
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -103,6 +104,8 @@ class Build:
         self.lines: list[str] = []  # the current step's output, for its first error
         self._log = BuildLog(self.log_path)
         self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
+        self._dist: dist_runtime.DistProbe | None = None
+        self._remote_down = False  # the shared cache was unreachable when the distributed client started
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -148,12 +151,14 @@ class Build:
         facts = self.detect(self.source_dir, self.env)
         fingerprint = build_state.facts_fingerprint(facts, self.env)
         why = build_state.presets_reason(state, fingerprint)
-        if self.preset is not None and why is None:
+        replan = self._dist_replan(facts) if self.preset is not None else None
+        if self.preset is not None and why is None and replan is None:
             self.steps.append("presets: up to date")
             return facts, fingerprint
         name = self.options.preset
         if self.preset is None:
             why = f"no preset {name!r} yet"
+        why = why or replan
         previous = dict(state.get("presets") or {})
         state_before, fingerprint_before = dict(state), fingerprint
         if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
@@ -183,12 +188,70 @@ class Build:
         self.steps.append(f"configure: ran ({reason})")
         return None
 
+    # -- distributed compile ---------------------------------------------------------------------
+
+    def _compiler_env(self) -> dict[str, str]:
+        """What the compilers see: ours, and the preset's environment with its $env{} expanded."""
+        preset = self.preset
+        given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
+        return expand_env_macros(given, given)
+
+    def _dist_replan(self, facts: Facts) -> str | None:
+        """Why the presets must be planned again for distributed compile (None: they need not):
+        it was turned on or off, or the cluster they were planned for is no longer usable (then
+        the new plan is the local one). Otherwise the client is made ready for the build here."""
+        assert self.preset is not None
+        asked = dist_request(Overrides.from_sources(env=self.env), load_config(self.source_dir))
+        have = self.preset.environment.get(dist.SCHEDULER_VAR)
+        if asked is None:
+            return "distributed compile turned off" if have else None
+        if have != asked[0]:
+            return f"distributed compile on {asked[0]} asked for"
+        return None if self._dist_prepare(facts, asked[0]) else f"the cluster behind {asked[0]} is not usable now"
+
+    def _dist_prepare(self, facts: Facts, scheduler: str) -> bool:
+        """Start (or reuse) the sccache client with the build's environment and wait (bounded) for
+        the scheduler. False when the cluster cannot be used; a wrong token raises."""
+        from buildtools.session import dist_client
+
+        client = dist_client(facts, scheduler, self.env)
+        if client is None:
+            return False
+        token, token_source = dist_token(self.env)
+        if dist_runtime.reach(scheduler) is not None:
+            return False
+        refused = dist_runtime.check_token(scheduler, token)
+        if refused is not None:
+            raise KernloopError(f"scheduler {scheduler}: {refused} from {token_source}",
+                                f"give that scheduler's client token in {token_source.split('=')[0]}")
+        client.write_config(token)
+        env = self._compiler_env()
+        endpoint = remote_runtime.endpoint_from_env("sccache", env)  # a shared cache that is down
+        why = remote_runtime.probe(endpoint) if endpoint is not None else None  # would stall every compile
+        if endpoint is not None and why is not None:
+            self.say(f"warning: shared cache {endpoint.description} unreachable ({why}): building with the local "
+                     "cache only")
+            env = {k: v for k, v in env.items() if k not in endpoint.variables}
+            self._remote_down = True
+        client.start(env)
+        status = client.wait(env)
+        if isinstance(status, str):
+            return False
+        self._dist = dist_runtime.DistProbe(client, env, *status)
+        return True
+
     def _build_and_install(self, cmake: str, preset: ResolvedPreset) -> BuildResult:
         cache_vars = read_cmake_cache(self.build_dir)
         launcher = cache_vars.get("CMAKE_CXX_COMPILER_LAUNCHER") or cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")
         probe = ccache.probe_for(launcher, self.build_dir)
+        scheduler = preset.environment.get(dist.SCHEDULER_VAR) if preset.has_build_preset else None
+        if scheduler and self._dist is None and not self._dist_prepare(self.detect(self.source_dir, self.env), scheduler):
+            self.say(f"warning: distributed compile on {scheduler}: the cluster is not usable now; "
+                     "sccache compiles locally")
         if probe is not None:
-            self._shared_cache(probe, {**self.env, **preset.environment} if preset.has_build_preset else self.env)
+            if self._dist is not None:
+                probe.server_env = self._dist.env
+            self._shared_cache(probe, self._compiler_env(), restart=self._dist is None)
         build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if self.options.target == "install" else self.options.target
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
@@ -196,6 +259,8 @@ class Build:
         before = ninja.read_log(self.build_dir / ".ninja_log")
         if probe:
             probe.begin()
+        if self._dist is not None:
+            self._dist.begin()
         progress = Progress(self.out, self.options.progress)
 
         def on_status(line: str) -> None:
@@ -209,9 +274,10 @@ class Build:
             progress.clear()
         ran = tuple(ninja.ran_between(before, ninja.read_log(self.build_dir / ".ninja_log")))
         stats = probe.end() if probe else None
+        distributed = self._dist.end() if self._dist is not None else None
         warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith("@@kl"))
         if rc != 0:
-            return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings)
+            return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings, distributed)
         self.steps.append(f"build: {' '.join(argv[1:])}")
 
         installed: tuple[InstalledFile, ...] = ()
@@ -222,13 +288,14 @@ class Build:
                 installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record,
                                                keep_fds=(self._lock_fd,) if self._lock_fd is not None else ())
             except InstallFailed as exc:
-                return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings)
+                return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings,
+                                    distributed)
             except KernloopError as exc:  # the package dir would not take the files
                 return self._failed(f"install failed: {exc.one_line().removeprefix('error: ')}", ran, stats, warnings,
-                                    diagnose=False)
+                                    distributed, diagnose=False)
             self.steps.append(f"install: into {prefix}")
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, installed, None, warnings)
+                           tuple(self.steps), ran, stats, installed, None, warnings, distributed)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -249,11 +316,12 @@ class Build:
         return proc.stream(argv, on_line, cwd=self.source_dir, env=env, keep_fds=keep)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
-                warnings: int = 0, *, diagnose: bool = True) -> BuildResult:
+                warnings: int = 0, distributed: dist_runtime.DistCounts | None = None, *,
+                diagnose: bool = True) -> BuildResult:
         """A failed step: its headline with the first real error of its output on the same line."""
         diag = ninja.first_error(self.lines) if diagnose else None
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings)
+                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings, distributed)
 
     def _with_log_problem(self, result: BuildResult) -> BuildResult:
         """A build whose log could not be written fails, and says why (the disk, mostly)."""
@@ -264,15 +332,18 @@ class Build:
         failure = f"{result.failure}\n{line}" if result.failure else line
         return dataclasses.replace(result, ok=False, failure=failure)
 
-    def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str]) -> None:
+    def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str], restart: bool = True) -> None:
         """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
-        and for sccache start its server with it -- or without it, and one warning, when it is down."""
+        and for sccache start its server with it -- or without it, and one warning, when it is down
+        (not with distributed compile: its client was started with the same environment)."""
         env = expand_env_macros(env, env)
         endpoint = remote_runtime.endpoint_from_env(probe.kind, env)
         if endpoint is None:
             return
         probe.remote = endpoint.description
-        if probe.kind == "sccache" and remote_runtime.prepare_sccache(probe.program, env, self.say):
+        if probe.kind == "sccache" and not restart and self._remote_down:
+            probe.remote += ", unreachable: not used"
+        elif probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
             probe.remote += ", unreachable: not used"
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from buildtools.cache import dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cmake import ninja
 from buildtools.run.install import InstalledFile
@@ -37,6 +38,7 @@ class BuildResult:
     installed: tuple[InstalledFile, ...] = ()
     failure: str | None = None  # what to show when not ok
     warnings: int = 0
+    distributed: dist_runtime.DistCounts | None = None  # with distributed compile
 
     @property
     def rebuilt_sources(self) -> tuple[str, ...]:
@@ -57,6 +59,10 @@ class BuildResult:
             lines.append(f"  compiler cache: {self.cache.describe()}")
             if (remote_warning := self.cache.remote_warning()) is not None:
                 lines.append(f"warning: {remote_warning}")
+        if self.distributed is not None:
+            lines.append(f"  {self.distributed.describe()}")
+            if (dist_warning := self.distributed.warning()) is not None:
+                lines.append(f"warning: {dist_warning}")
         slow = ninja.slowest(self.ran, 5)
         if slow and len(tus) > 1:
             lines.append("  slowest TUs: " + ", ".join(f"{ninja.source_of(e.output)} {e.duration_ms / 1000:.1f}s" for e in slow))
@@ -92,6 +98,8 @@ class BuildResult:
             },
             "slowest": [{"source": ninja.source_of(e.output), "seconds": e.duration_ms / 1000} for e in ninja.slowest(self.ran, 5)],
             "installed": [{"path": str(f.path), "changed": f.changed} for f in self.installed],
+            "distributed": None if self.distributed is None else {
+                **self.distributed.to_json(), "warning": self.distributed.warning()},
             "failure": self.failure,
             "warnings": self.warnings,
         }

@@ -14,7 +14,7 @@ from typing import Callable, Literal, Mapping, Sequence
 
 from buildtools.errors import KernloopError
 
-__all__ = ["Result", "run", "try_run", "stream"]
+__all__ = ["Result", "run", "try_run", "stream", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -130,3 +130,26 @@ def stream(
     if interrupted:
         raise KeyboardInterrupt
     return proc.returncode
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    log: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> int:
+    """Start ``argv`` in the background, in its own session, stdout+stderr appended to ``log``;
+    its PID. For servers that must outlive the command that starts them (``dist up``)."""
+    args = [os.fspath(a) for a in argv]
+    try:
+        with open(log, "ab") as out:
+            child = subprocess.Popen(args, cwd=cwd, env=dict(env) if env is not None else None, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    except FileNotFoundError:
+        raise KernloopError(f"cannot run {args[0]}: not found") from None
+    except PermissionError:
+        raise KernloopError(f"cannot run {args[0]}: permission denied", "check that it is an executable file") from None
+    except OSError as exc:
+        raise KernloopError(f"cannot run {args[0]}: {exc.strerror or exc}") from None
+    return child.pid

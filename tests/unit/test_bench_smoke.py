@@ -130,7 +130,7 @@ def test_options():
     assert keys == ["P2", "P1"] and config.quick and config.runs == 3  # run order, not the order given
     config, _ = config_from_args(parse_args(["--smoke", "--runs", "2"]))
     assert config.smoke and config.runs == 2 and config.arch == "9.0"
-    for bad in (["--figures", "P9"], ["--ram-budget", "lots"]):
+    for bad in (["--figures", "P99"], ["--ram-budget", "lots"]):
         with pytest.raises(KernloopError):
             config_from_args(parse_args(bad))
 
@@ -213,4 +213,41 @@ def test_every_figure_runs_once_at_smoke_size(kernloop_build, tmp_path):
     assert figures["P5"]["series"][2]["values"] == [1.5]  # the budget, GiB
     if "none" in data["machine"]["gpu"].lower():
         assert figures["GPU"]["skipped"].startswith("skipped: no CUDA device")
+    p9 = figures["P9"]  # needs a loopback sccache-dist cluster: skipped, saying why, where none can run
+    if p9["skipped"]:
+        assert p9["skipped"].startswith("skipped: this machine cannot host a sccache-dist cluster"), p9["skipped"]
+    else:
+        assert len(p9["series"]) >= 4 and all(s["values"] for s in p9["series"])
+        assert [t["goal"].split(":")[0] for t in p9["targets"]] == ["K=2", "K=8", "K=16", "K=64", "K=256"]
+        assert any("simulation" in n for n in p9["notes"]) and all(t["met"] is None for t in p9["targets"])
     assert "target [" in p.stdout and "total wall time" in p.stdout
+
+
+# -- P9's projection (a simulation) ----------------------------------------------------------------
+
+
+def test_projection_list_scheduling_and_its_bounds():
+    from bench.projection import Task, critical_path, project, simulate
+
+    tasks = [Task(f"t{i}.o", s) for i, s in enumerate((8.0, 4.0, 4.0, 2.0, 2.0))]
+    tasks += [Task("_C.so", 1.0, ("t0.o", "t1.o", "t2.o"), local=True), Task("_moe_C.so", 1.0, ("t3.o", "t4.o"), local=True)]
+    assert critical_path(tasks) == 9.0
+    assert simulate(tasks, 1) == 21.0  # all 20 s of compiles in a row, then the last link
+    assert simulate(tasks, 2) == 11.0  # 8 | 4+4+2 -> 10, then the links one after the other
+    assert simulate(tasks, 64) == 9.0 == critical_path(tasks)  # the critical path, nothing waits
+    assert simulate(tasks, 64, overhead_s=0.5) == 9.5
+    rows = project(tasks, overhead_s=0.0, configure_s=3.0, ks=(2, 64))
+    assert [(p.k, p.total_s, p.bound_s) for p in rows] == [(2, 14.0, 10.0), (64, 12.0, 9.0)]
+    assert all(p.met for p in rows) and rows[0].goal_s == 15.0
+
+
+def test_projection_reads_a_real_ninja_log(kernloop_build):
+    from bench.projection import project, tasks_from_build
+
+    assert kernloop_build.build_dir is not None
+    tasks = tasks_from_build(kernloop_build.build_dir, tool("ninja"))
+    links = [t for t in tasks if t.local and t.name.endswith(".so")]
+    assert links and all(t.deps for t in links), links
+    assert all(d in {t.name for t in tasks} for t in links for d in t.deps)
+    (row,) = project(tasks, overhead_s=0.3, configure_s=1.0, ks=(8,))
+    assert row.simulated_s >= row.critical_path_s > 0

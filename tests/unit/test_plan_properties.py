@@ -90,8 +90,11 @@ def test_overrides_always_win_and_are_warned_when_unsafe(facts, config, override
     plan = _plan_or_arch_error(facts, overrides, config)
     if plan is None:
         return
-    safe = _plan_or_arch_error(facts, Overrides(device_threads=overrides.device_threads, archs=overrides.archs),
-                               config)
+    # The safe plan at the nvcc threads the forced plan chose (a --jobs override lowers them: cores / jobs).
+    threads = overrides.device_threads
+    if threads is None and plan.device_threads is not None and overrides.jobs is not None:
+        threads = Override(plan.device_threads.value, "the forced plan")
+    safe = _plan_or_arch_error(facts, Overrides(device_threads=threads, archs=overrides.archs), config)
     assert 1 <= plan.link_jobs.value <= plan.jobs.value
     if overrides.jobs is not None:
         assert plan.jobs.value == overrides.jobs.value and plan.jobs.overridden_by == "--jobs"
