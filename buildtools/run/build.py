@@ -38,7 +38,7 @@ from buildtools.run.install import InstalledFile, InstallFailed, install_atomica
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult
 from buildtools.run.state import PresetWriter, write_presets
-from buildtools.settings import Overrides, dist_request, dist_token, load_config
+from buildtools.settings import DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -172,7 +172,8 @@ class Build:
         """What the compilers see: ours, and the preset's environment with its $env{} expanded."""
         preset = self.preset
         given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
-        return {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v) for k, v in given.items()}
+        return _without_token({k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v)
+                               for k, v in given.items()})
 
     def _dist_replan(self, facts: Facts) -> str | None:
         """Why the presets must be planned again for distributed compile (None: they need not):
@@ -263,7 +264,8 @@ class Build:
             prefix = Path(read_cmake_cache(self.build_dir).get("CMAKE_INSTALL_PREFIX") or self.source_dir)
             self.lines.clear()
             try:
-                installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record)
+                installed = install_atomically(cmake, self.build_dir, prefix, env=_without_token(self.env),
+                                               on_line=self._record)
             except InstallFailed as exc:
                 return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings,
                                     distributed)
@@ -287,7 +289,7 @@ class Build:
             if also is not None:
                 also(line)
 
-        return proc.stream(argv, on_line, cwd=self.source_dir, env=env)
+        return proc.stream(argv, on_line, cwd=self.source_dir, env=_without_token(env))
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
                 warnings: int = 0, distributed: dist_runtime.DistCounts | None = None) -> BuildResult:
@@ -308,6 +310,12 @@ class Build:
             probe.remote += ", unreachable: not used"
         elif probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
             probe.remote += ", unreachable: not used"
+
+
+def _without_token(env: Mapping[str, str]) -> dict[str, str]:
+    """What cmake, ninja and the compilers get: not the distributed-compile token (it is in the
+    client's config; nothing they run needs it or should be able to log it)."""
+    return {k: v for k, v in env.items() if k not in DIST_TOKEN_VARS}
 
 
 def run_build(
