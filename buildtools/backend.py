@@ -118,6 +118,7 @@ def planned_settings(
 
     Pure apart from detection; the user's own ``-C`` settings are kept and win.
     """
+    from buildtools.cmake.presets import expand_env_macros
     from buildtools.session import PlanOptions, plan_for
 
     source_dir = Path(os.path.abspath(source_dir or Path.cwd()))
@@ -131,7 +132,10 @@ def planned_settings(
     settings.setdefault("build-dir", PIP_BUILD_DIR)
     if editable:
         settings.setdefault("install.components", NO_WHEEL_COMPONENT)
-    env = {"CMAKE_BUILD_PARALLEL_LEVEL": str(plan.jobs.value), **plan.environment}
+    # The plan names secrets as $env{NAME}; here they are set for this process only.
+    known = {**os.environ, **plan.secrets}
+    env = {"CMAKE_BUILD_PARALLEL_LEVEL": str(plan.jobs.value), **expand_env_macros(plan.environment, known),
+           **plan.secrets}
     # Unless told otherwise, scikit-build-core sets CC/CXX to Python's sysconfig compilers
     # (gcc/g++) while `cmake --preset` lets CMake pick its default (cc/c++): the same
     # compiler under another name, but another ccache hash. Use CMake's default names.

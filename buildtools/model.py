@@ -10,10 +10,10 @@ Arch strings use TORCH_CUDA_ARCH_LIST spelling: ``"9.0"``, ``"12.0a"``; a
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Mapping, TypeVar
+
 
 __all__ = [
     "Program",
@@ -33,7 +33,6 @@ __all__ = [
     "Plan",
     "GIB",
     "BUILD_TYPES",
-    "to_jsonable",
 ]
 
 T = TypeVar("T")
@@ -203,6 +202,9 @@ class Plan:
     cache_variables: Mapping[str, str]
     environment: Mapping[str, str]  # for the build (launcher settings)
     warnings: tuple[str, ...] = ()
+    # Build-time values that must never be written (a shared cache's password): ``environment``
+    # names each as $env{NAME}; the runners set them in the build's process environment only.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False, metadata={"secret": True})
     # The shared compiler cache (buildtools.cache.remote.RemoteCache) behind the local one, or None.
     remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
     # Distributed compile (buildtools.cache.dist.DistPlan), or None; never holds the token.
@@ -248,16 +250,3 @@ def _shown(label: str, value: Any) -> str:
     if label == "ram-per-job":
         return f"{value:.1f} GiB"
     return str(value)
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Dataclasses/Paths/tuples -> plain JSON types (for --json output)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    return obj

@@ -8,14 +8,17 @@
 
 namespace kernloop::cpu {
 
-// out[t, :] = round(x * rsqrt(mean(x^2) + eps)) * weight, x = input row t (row stride
-// input_stride elements). out is contiguous [num_tokens, hidden]; may alias input.
+// out[t, :] = round(x * rsqrt(mean(x^2) + eps)) * weight, x = input row t (row t starts
+// t * input_stride elements after row 0; rows may overlap, they are only read). out is
+// contiguous [num_tokens, hidden]; it is either input itself (in place) or disjoint from it.
 void rms_norm(void* out, const void* input, const void* weight, float eps, int64_t num_tokens, int64_t hidden,
               int64_t input_stride, DType dtype);
 
-// In place: residual = input + residual; input = rms_norm(residual) * weight. Both contiguous.
+// In place: residual = input + residual; input = rms_norm(residual) * weight. Row t of input
+// starts t * input_stride elements after row 0 (input_stride >= hidden: rows do not overlap);
+// residual is contiguous; the two are disjoint.
 void fused_add_rms_norm(void* input, void* residual, const void* weight, float eps, int64_t num_tokens,
-                        int64_t hidden, DType dtype);
+                        int64_t hidden, int64_t input_stride, DType dtype);
 
 // out[t, :d] = silu(input[t, :d]) * input[t, d:2d]; both contiguous.
 void silu_and_mul(void* out, const void* input, int64_t num_tokens, int64_t d, DType dtype);

@@ -1,8 +1,10 @@
 """Typed wrappers around kernloop's torch ops: they allocate outputs and call ``torch.ops``.
 
-Semantics follow vLLM's ops of the same names; every argument is checked in C++, so a bad call
-raises (``RuntimeError`` for a bad shape/dtype/device, ``NotImplementedError`` for a device
-this build has no kernels for).
+Semantics follow vLLM's ops of the same names (docs/kernels.md says which vLLM). Every argument
+is checked in C++, so a bad call raises there (``RuntimeError`` for a bad shape/dtype/device,
+``NotImplementedError`` for a device this build has no kernels for). The wrappers only size the
+outputs, with arithmetic that cannot fail on a bad argument, so the op's message is the one the
+caller sees.
 """
 from __future__ import annotations
 
@@ -42,9 +44,9 @@ def fused_add_rms_norm(
 
 def silu_and_mul(input: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``silu(x) * y`` where ``x, y = input.chunk(2, dim=-1)``."""
-    d = input.shape[-1] // 2
     if out is None:
-        out = torch.empty((*input.shape[:-1], d), dtype=input.dtype, device=input.device)
+        shape = (*input.shape[:-1], input.shape[-1] // 2) if input.dim() else ()
+        out = torch.empty(shape, dtype=input.dtype, device=input.device)
     torch.ops._C.silu_and_mul(out, input)
     return out
 
@@ -68,19 +70,29 @@ def rotary_embedding(
 
 
 def topk_softmax(
-    gating_output: torch.Tensor, topk: int, *, ids_dtype: torch.dtype = torch.int32
+    gating_output: torch.Tensor,
+    topk: int,
+    *,
+    renormalize: bool = False,
+    bias: torch.Tensor | None = None,
+    ids_dtype: torch.dtype = torch.int32,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Softmax over experts, then the ``topk`` largest (ties to the lower expert index).
+    """The ``topk`` experts per token by softmax probability, as vLLM's ``topk_softmax``.
 
-    Returns ``(topk_weights float32, topk_ids, token_expert_indices int32)``, each
-    ``[num_tokens, topk]``; ``token_expert_indices[t, j] = j * num_tokens + t``.
+    ``p = softmax(gating_output.float(), -1)``; experts are ranked by ``p + bias`` (``bias``:
+    ``[num_experts]``, e.g. a router's score correction; it only selects) -- higher first, ties to
+    the lower expert index, NaN last; the weights are ``p`` of the chosen experts, divided by
+    their sum when ``renormalize``. Returns ``(topk_weights float32, topk_ids,
+    token_expert_indices int32)``, each ``[num_tokens, topk]``, with
+    ``token_expert_indices[t, j] = j * num_tokens + t``.
     """
-    num_tokens = gating_output.shape[0]
+    num_tokens = gating_output.shape[0] if gating_output.dim() else 0
+    k = max(topk, 0)  # a bad topk reaches the op, which says what is wrong
     device = gating_output.device
-    weights = torch.empty((num_tokens, topk), dtype=torch.float32, device=device)
-    ids = torch.empty((num_tokens, topk), dtype=ids_dtype, device=device)
-    token_expert_indices = torch.empty((num_tokens, topk), dtype=torch.int32, device=device)
-    torch.ops._moe_C.topk_softmax(weights, ids, token_expert_indices, gating_output)
+    weights = torch.empty((num_tokens, k), dtype=torch.float32, device=device)
+    ids = torch.empty((num_tokens, k), dtype=ids_dtype, device=device)
+    token_expert_indices = torch.empty((num_tokens, k), dtype=torch.int32, device=device)
+    torch.ops._moe_C.topk_softmax(weights, ids, token_expert_indices, gating_output, renormalize, bias)
     return weights, ids, token_expert_indices
 
 
@@ -94,8 +106,12 @@ def moe_align_block_size(
     (-1 past the last used block) and the padded total (a 1-element int32 tensor). Entries
     outside ``[0, num_experts)`` are skipped. On CUDA the order within a group is unspecified.
     """
-    max_num_tokens_padded = topk_ids.numel() + num_experts * (block_size - 1)
-    max_num_blocks = -(-max_num_tokens_padded // block_size)
+    # Sizes as vLLM allocates them; out-of-range arguments are clamped here only so that the
+    # op itself rejects them (block_size 0 is its RuntimeError, not a ZeroDivisionError here).
+    bs = max(block_size, 1)
+    e = min(max(num_experts, 0), 4096)  # 4096: kMaxAlignExperts, csrc/moe/limits.h
+    max_num_tokens_padded = topk_ids.numel() + e * (bs - 1)
+    max_num_blocks = -(-max_num_tokens_padded // bs)
     device = topk_ids.device
     sorted_token_ids = torch.empty(max_num_tokens_padded, dtype=torch.int32, device=device)
     expert_ids = torch.empty(max_num_blocks, dtype=torch.int32, device=device)
@@ -109,6 +125,7 @@ def moe_align_block_size(
 def moe_sum(input: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """``input.sum(dim=1)`` for ``input`` of shape ``[num_tokens, topk, hidden]``."""
     if out is None:
-        out = torch.empty((input.shape[0], input.shape[2]), dtype=input.dtype, device=input.device)
+        shape = (input.shape[0], input.shape[2]) if input.dim() == 3 else input.shape
+        out = torch.empty(shape, dtype=input.dtype, device=input.device)
     torch.ops._moe_C.moe_sum(input, out)
     return out

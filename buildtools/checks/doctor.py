@@ -6,8 +6,9 @@ Two halves, like the rest of buildtools:
   will use and the range its ``host_config.h`` accepts, the ``_C``/``_moe_C`` files
   on disk and which one ``import kernloop._C`` would load (asked of the target
   Python's own import system, without importing kernloop or torch), whether the
-  build dir is out of date (``ninja -n``), free disk;
-* :func:`run_checks` is pure: (facts, observations) -> findings, each with a fix.
+  build dir is out of date (``ninja -n``), what the next install would change, free disk, the presets
+  and ``[tool.buildtools]``, the directories the build writes, the cached build tool, a killed build;
+* :func:`run_checks` is pure: (facts, observations) -> findings, each with a fix that clears it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from buildtools.checks.observe import MODULES, Observations
 from buildtools.model import GIB, Facts
 from buildtools.versions import CCACHE_NVCC_MIN, CMAKE_MIN, at_least, cuda_alignment, version_tuple
 from buildtools.checks.findings import Finding, worst as worst_level
+from buildtools.checks.tree_checks import lock_checks, tree_checks
 
 __all__ = ["DISK_ERROR_BYTES", "DISK_WARNING_BYTES", "run_checks", "worst"]
 
@@ -154,10 +156,16 @@ def _module_checks(obs: Observations) -> list[Finding]:
         if not in_source:
             out.append(Finding(f"modules:{name}", "warning", f"kernloop/{name} is not built yet", "python -m buildtools build"))
         elif name in obs.built_not_installed:
-            out.append(Finding(f"modules:{name}", "warning", f"{name} was rebuilt in {obs.build_dir} but not installed into kernloop/",
+            out.append(Finding(f"modules:{name}", "warning", f"{name} in {obs.build_dir} differs from the installed one: "
+                               "rebuilt but not installed into kernloop/",
                                "python -m buildtools build (or cmake --build --preset release --target install)"))  # fmt: skip
         elif not problems:
             out.append(Finding(f"modules:{name}", "ok", f"{_rel(in_source[0], obs.source_dir)}"))
+    others = [n for n in obs.built_not_installed if n not in MODULES]
+    if others:
+        out.append(Finding("install", "warning", f"{len(others)} file(s) built in {obs.build_dir} differ from the installed "
+                           f"ones: {', '.join(others[:4])}{', ...' if len(others) > 4 else ''}",
+                           "python -m buildtools build (or cmake --build --preset release --target install)"))  # fmt: skip
     elsewhere = next((v for v in obs.imports if v.cwd == "elsewhere"), None)
     if elsewhere is not None and elsewhere.package is None:
         out.append(Finding("install", "note", "kernloop is importable only from the source dir (not installed)",
@@ -189,8 +197,10 @@ def run_checks(facts: Facts, obs: Observations) -> list[Finding]:
         *_toolchain_checks(facts),
         *_host_compiler_checks(facts, obs),
         *_tool_checks(facts),
+        *tree_checks(obs),
         *_module_checks(obs),
         *_disk_checks(obs),
+        *lock_checks(obs),
     ]
 
 

@@ -1,7 +1,10 @@
 """What doctor looks at beyond the facts: the host compiler nvcc will use and the range its
 ``host_config.h`` accepts, the ``_C``/``_moe_C`` files on disk and which one ``import kernloop._C``
 would load (asked of the target Python's own import system, without importing kernloop or torch),
-whether the build dir is out of date (``ninja -n``), free disk.
+whether the build dir is out of date (``ninja -n``) and what the next install would change (by content),
+free disk; and through ``observe_tree``/``orphans``: the presets and ``[tool.buildtools]`` as the build
+reads them, which directories refuse a new file, a cached build tool that is gone, a killed build's
+processes still at work.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from buildtools.checks.observe_tree import FileProblem, StaleProgram, Unwritable
+from buildtools.checks.orphans import LockView
 from buildtools.model import Facts
 from buildtools.util import proc
 from buildtools.versions import version_tuple
@@ -61,8 +66,13 @@ class Observations:
     module_files: tuple[Path, ...]  # every _C*/_moe_C* extension file found in them
     imports: tuple[ImportView, ...]
     pending_steps: tuple[str, ...] | None  # what `ninja -n` would run; None: no build dir yet
-    built_not_installed: tuple[str, ...]  # modules whose build-tree file is newer than the installed one
+    built_not_installed: tuple[str, ...]  # what the next install would change: a module name, else the file
     free_bytes: int | None
+    presets: FileProblem | None = None  # a presets file the build cannot read
+    config: FileProblem | None = None  # [tool.buildtools] the build rejects
+    unwritable: tuple[Unwritable, ...] = ()  # directories the build writes that refuse a new file
+    make_program: StaleProgram | None = None  # the build tool the build dir was configured with, gone
+    lock: LockView | None = None  # who builds in the build dir (None: no build dir yet)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,8 +219,27 @@ def _free_bytes(path: Path) -> int | None:
         return None
 
 
-def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None) -> Observations:
-    """Look at the machine and the checkout (the only part of doctor with side effects: it reads)."""
+def _install_changes(facts: Facts, build_dir: Path, prefix: Path, env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """(what the next install would change, by module name or path; the directories it installs into)."""
+    from buildtools.run.install import pending_install
+
+    if facts.cmake is None or not (build_dir / "cmake_install.cmake").is_file():
+        return (), ()
+    view = pending_install(facts.cmake.path, build_dir, prefix, env=env)
+    if view is None:
+        return (), ()
+    names = []
+    for path in view.changed:
+        module = next((m for m in MODULES if path.name.startswith(f"{m}.")), None)
+        names.append(module or str(path))
+    return tuple(dict.fromkeys(names)), tuple(dict.fromkeys(p.parent for p in view.targets))
+
+
+def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None, *, preset: str = "release") -> Observations:
+    """Look at the machine and the checkout (the only part of doctor with side effects: it reads,
+    and tries a temp file in each directory the build writes)."""
+    from buildtools.checks import observe_tree as tree
+    from buildtools.checks.orphans import observe_lock
     from buildtools.cmake.file_api import read_cmake_cache
 
     env = dict(os.environ if env is None else env)
@@ -232,13 +261,9 @@ def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None)
         if r not in seen and r.is_dir():
             seen.append(r)
 
-    built_not_installed = []
-    for name in MODULES:
-        built = sorted(build_dir.glob(f"{name}.*.so")) if build_dir.is_dir() else []
-        installed = _module_files([source_dir / "kernloop"], suffixes)
-        installed = [p for p in installed if p.name.startswith(f"{name}.")]
-        if built and installed and built[0].stat().st_mtime > installed[0].stat().st_mtime + 1:
-            built_not_installed.append(name)
+    prefix = Path(cache.get("CMAKE_INSTALL_PREFIX") or source_dir)
+    built_not_installed, install_dirs = _install_changes(facts, build_dir, prefix, env)
+    package = [source_dir / "kernloop"] if (source_dir / "kernloop").is_dir() else []
 
     return Observations(
         source_dir=source_dir,
@@ -250,6 +275,11 @@ def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None)
         module_files=_module_files(seen, suffixes),
         imports=(_view("source dir", from_source), _view("elsewhere", from_elsewhere)),
         pending_steps=_pending_steps(facts.cmake.path if facts.cmake else None, facts.ninja.path if facts.ninja else None, build_dir),
-        built_not_installed=tuple(built_not_installed),
+        built_not_installed=built_not_installed,
         free_bytes=_free_bytes(build_dir),
+        presets=tree.presets_problem(source_dir, preset),
+        config=tree.config_problem(source_dir),
+        unwritable=tree.unwritable([source_dir, *package, *install_dirs, build_dir]),
+        make_program=tree.stale_make_program(cache, env),
+        lock=observe_lock(build_dir),
     )

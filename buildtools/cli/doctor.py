@@ -22,8 +22,10 @@ def register(subparsers: Any) -> None:
         "doctor",
         help="check the toolchain, the machine and the built modules; say how to fix what is wrong",
         description="Print every detected fact with its source, then run the checks: torch CUDA vs nvcc, "
-        "host compiler vs nvcc's supported range, ccache/cmake/ninja versions, stale or duplicate "
-        "_C/_moe_C files and which one `import kernloop` loads, an out-of-date build dir, free disk. "
+        "host compiler vs nvcc's supported range, ccache/cmake/ninja versions, the presets files and "
+        "[tool.buildtools], writable source/package/build dirs, the build tool CMake cached, stale or duplicate "
+        "_C/_moe_C files and which one `import kernloop` loads, a build not installed (by content), an "
+        "out-of-date build dir, free disk, a killed build still running. "
         "Exits 1 if any check fails.",
     )
     p.add_argument("--json", action="store_true", help="facts and checks as one JSON object on stdout")
@@ -35,23 +37,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from buildtools.cmake.presets import resolve_preset
-    from buildtools.run.state import default_build_dir
     from buildtools.checks.doctor import run_checks, worst
     from buildtools.checks.observe import observe
-    from buildtools.errors import KernloopError
-    from buildtools.model import to_jsonable
+    from buildtools.checks.observe_tree import build_dir_for
+    from buildtools.util.jsonable import to_jsonable
     from buildtools.cli.render import fact_rows
     from buildtools.session import PlanOptions, detect_facts
 
     source_dir = source_dir_of(args)
     facts = detect_facts(PlanOptions(source_dir=source_dir, nvcc=args.nvcc, python=args.python))
-    try:
-        preset = resolve_preset(source_dir, args.preset)
-    except KernloopError:
-        preset = None  # an unreadable presets file is the presets command's to report
-    build_dir = preset.binary_dir if preset else default_build_dir(source_dir, args.preset)
-    obs = observe(facts, build_dir)
+    build_dir = build_dir_for(source_dir, args.preset)  # an unreadable presets file is a finding
+    obs = observe(facts, build_dir, preset=args.preset)
     findings = run_checks(facts, obs)
     level = worst(findings)
     rows = fact_rows(facts)

@@ -88,3 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a state of the filesystem (full, read-only): the cause and the fix, no traceback
+        from buildtools.util.os_errors import from_os_error
+
+        what = f"use {exc.filename}" if exc.filename else "finish"
+        print(from_os_error(exc, what).one_line(), file=sys.stderr)
+        return EXIT_USER_ERROR

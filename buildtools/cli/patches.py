@@ -126,7 +126,7 @@ def format_report(report: Any, entries: dict[tuple[str, str], Any], verbose: boo
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from buildtools.model import to_jsonable
+    from buildtools.util.jsonable import to_jsonable
     from buildtools.plugins.registry import find_patch_package, read_registry
     from buildtools.plugins.spec import discover
     from buildtools.session import PlanOptions, plan_with_report

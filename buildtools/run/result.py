@@ -11,7 +11,18 @@ from buildtools.cache import launcher as ccache
 from buildtools.cmake import ninja
 from buildtools.run.install import InstalledFile
 
-__all__ = ["BuildResult"]
+__all__ = ["BuildResult", "failure_text"]
+
+
+def failure_text(headline: str, diag: ninja.Diagnostic | None) -> str:
+    """``error: <step> failed (...): <first error>[ -- fix]``, then the lines that explain it."""
+    if diag is None:
+        return f"error: {headline}"
+    text = f"error: {headline}: {diag.headline}" + (f" -- {diag.hint}" if diag.hint else "")
+    body = [] if diag.message.startswith("CMake Error") else list(diag.context)
+    if diag.target:
+        body.append(f"(while building {diag.target})")
+    return "\n".join([text, *body])
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,34 @@ the runner, doctor and the pip backend ask it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from buildtools.cmake import presets
+from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import ResolvedPreset
 from buildtools.errors import KernloopError
-from buildtools.model import Facts, to_jsonable
+from buildtools.model import Facts
+from buildtools.util.jsonable import to_jsonable
 from buildtools.settings import OVERRIDE_ENV_VARS, load_config
 from buildtools.util import fileio
 from buildtools.util.lock import LOCK_FILES
+from buildtools.util.secrets import redact
 
 __all__ = [
     "STATE_NAME",
     "facts_fingerprint",
+    "presets_reason",
+    "what_changed",
+    "cache_damaged",
     "configure_reason",
+    "needs_fresh",
+    "PresetsWritten",
     "read_state",
     "write_state",
     "clean_build_dir",
@@ -36,18 +46,21 @@ __all__ = [
 STATE_NAME = ".kernloop-state.json"
 
 
-def _configured_remote(source_dir: Path) -> str | None:
-    """``[tool.buildtools] remote-cache`` as written (None: none or unreadable; the planner
-    reports a broken file)."""
-    try:
-        return load_config(source_dir).remote_cache
-    except KernloopError:
-        return None
+def _settings(source_dir: Path) -> dict[str, Any]:
+    """``[tool.buildtools]`` as the planner reads it: an edit there must regenerate the presets.
+    A broken table raises, as planning would."""
+    config = to_jsonable(load_config(source_dir))
+    config.pop("source", None)
+    config.pop("warnings", None)
+    if config.get("remote_cache"):
+        config["remote_cache"] = redact(config["remote_cache"])
+    return config
 
 
 def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
-    """The facts that shape the presets. Cores/RAM are left out on purpose: they wobble
-    from run to run, and a stale job count is harmless where a stale nvcc path is not."""
+    """Everything that shapes the presets: toolchain, build tools, settings, overrides. Cores/RAM are
+    left out on purpose: they wobble from run to run, and a stale job count is harmless where a
+    stale nvcc path is not. No secret is kept (URL passwords are masked)."""
 
     def prog(p: Any) -> list[str] | None:
         return None if p is None else [str(p.path), str(p.version)]
@@ -57,31 +70,68 @@ def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
         "torch": None if facts.torch is None else [facts.torch.version, str(facts.torch.root), facts.torch.cuda],
         "nvcc": None if facts.nvcc is None else [str(facts.nvcc.path), facts.nvcc.version],
         "cmake": prog(facts.cmake),
+        "ninja": prog(facts.ninja),
         "ccache": prog(facts.ccache),
         "sccache": prog(facts.sccache),
-        "overrides": {k: env[k] for k in OVERRIDE_ENV_VARS if str(env.get(k, "")).strip()},
+        "overrides": {k: redact(env[k]) for k in OVERRIDE_ENV_VARS if str(env.get(k, "")).strip()},
+        "settings": _settings(facts.source_dir),
     }
     if facts.extra:  # a platform plugin's toolchain (e.g. hipcc) shapes the presets like nvcc does
         fingerprint["platforms"] = to_jsonable(facts.extra)
-    # The shared cache lives in the presets' environment: a new [tool.buildtools] remote-cache
-    # must rewrite them too (only present when set, so other builds keep their fingerprint).
-    configured = _configured_remote(facts.source_dir)
-    if configured:
-        fingerprint["remote_cache"] = configured
     return fingerprint
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)] + [k for k in old if k not in new]
+    return ", ".join(keys)
+
+
+def presets_reason(state: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str | None:
+    """Why the presets must be written again (None: they were written from these facts)."""
+    written = state.get("presets")
+    if not isinstance(written, Mapping):
+        return "first build in this dir"
+    return "toolchain changed" if written.get("fingerprint") != fingerprint else None
+
+
+def what_changed(state: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> str:
+    """The parts of the fingerprint that differ from the one the presets were written from
+    (``"nvcc, settings"``); "" when there is none to compare with."""
+    written = state.get("presets")
+    old = written.get("fingerprint") if isinstance(written, Mapping) else None
+    return _changed(old, fingerprint) if isinstance(old, Mapping) else ""
+
+
+def cache_damaged(build_dir: Path) -> bool:
+    """A CMakeCache.txt that CMake did not finish writing (empty, truncated, garbage): every build
+    through it fails, so it is configured again from scratch."""
+    path = build_dir / "CMakeCache.txt"
+    if not path.exists():
+        return False
+    return "CMAKE_HOME_DIRECTORY" not in read_cmake_cache(build_dir)
 
 
 def configure_reason(build_dir: Path, state: Mapping[str, Any], preset: ResolvedPreset, fingerprint: Mapping[str, Any]) -> str | None:
     """Why the build dir must be configured again (None: it need not)."""
+    configured = state.get("configured", state)  # (the flat form is a state from before 0.1.1)
     if not (build_dir / "CMakeCache.txt").exists():
         return "no CMake cache yet"
+    if cache_damaged(build_dir):
+        return "the CMake cache is empty or damaged: configuring from scratch"
     if not (build_dir / "build.ninja").exists():
         return "no build.ninja"
-    if state.get("fingerprint") != fingerprint:
+    if configured.get("fingerprint") != fingerprint:
         return "the toolchain changed"
-    if state.get("preset") != preset.digest:
+    if configured.get("preset") != preset.digest:
         return f"preset {preset.name!r} changed"
     return None
+
+
+def needs_fresh(build_dir: Path, state: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> bool:
+    """``cmake --fresh``: a new toolchain must not meet a stale cache, nor a damaged cache be reused."""
+    configured = state.get("configured", state)
+    previous = configured.get("fingerprint")
+    return cache_damaged(build_dir) or (bool(previous) and previous != fingerprint)
 
 
 def clean_build_dir(build_dir: Path) -> None:
@@ -99,34 +149,68 @@ def clean_build_dir(build_dir: Path) -> None:
 
 
 def read_state(build_dir: Path) -> dict[str, Any]:
+    """``{"presets": {fingerprint, platform, sha}, "configured": {fingerprint, preset}}``; {} when
+    missing or unreadable (then everything is done again, which is always safe)."""
     try:
         data = json.loads((build_dir / STATE_NAME).read_text())
-        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    if "configured" not in data and "fingerprint" in data:  # the flat form of 0.1.0
+        data = {"presets": {"fingerprint": data["fingerprint"]}, "configured": data}
+    return data
 
 
 def write_state(build_dir: Path, state: Mapping[str, Any]) -> None:
+    """Atomically; a rename replaces a planted symlink instead of writing through it."""
     tmp = build_dir / f"{STATE_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    os.replace(tmp, build_dir / STATE_NAME)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(state, indent=1, sort_keys=True))
+        os.replace(tmp, build_dir / STATE_NAME)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KernloopError(f"cannot write {build_dir / STATE_NAME}: {exc.strerror or exc}",
+                            "free some disk space, or make the build directory writable") from None
 
 
 def default_build_dir(source_dir: Path, preset: str) -> Path:
     return source_dir / presets.build_dir_name(preset)
 
 
-PresetWriter = Callable[[Path, Mapping[str, str], Callable[[str], None]], "tuple[Facts, bool]"]
+@dataclass(frozen=True)
+class PresetsWritten:
+    facts: Facts  # what the plan was made from
+    platform: str  # the plan's platform ("cuda", "cpu", a plugin's)
+    changed: bool  # the file's text changed
+    sha: str  # of the text now in the file
 
 
-def write_presets(source_dir: Path, env: Mapping[str, str], say: Callable[[str], None]) -> tuple[Facts, bool]:
+PresetWriter = Callable[[Path, Mapping[str, str], Callable[[str], None], Mapping[str, Any]], PresetsWritten]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_presets(source_dir: Path, env: Mapping[str, str], say: Callable[[str], None],
+                  previous: Mapping[str, Any]) -> PresetsWritten:
     """Detect, plan and merge our presets into CMakeUserPresets.json (the user's own kept,
     the old file backed up, one atomic write): what ``presets --force-overwrite`` does,
-    since a build only gets here when the machine changed. Returns the facts it planned
-    from and whether the file changed."""
+    since a build only gets here when the machine changed. ``previous``: what the last build
+    wrote (its platform: a CUDA build is never silently replaced by a CPU-only one; its text:
+    edits made since are announced with the backup that keeps them)."""
     from buildtools.session import PlanOptions, plan_for  # lazy: an up-to-date build plans nothing
 
     facts, plan = plan_for(PlanOptions(source_dir=source_dir, env=env))
+    if previous.get("platform") == "cuda" and plan.platform.value != "cuda" and plan.platform.overridden_by is None:
+        raise KernloopError(
+            f"this tree was built with CUDA, but a CUDA build is not possible now ({plan.platform.reason}); "
+            "not replacing the CUDA modules with CPU-only ones",
+            "load the CUDA toolkit, set CUDACXX or CUDA_HOME, or pass --nvcc PATH to presets; "
+            "KERNLOOP_ENABLE_CUDA=OFF builds CPU-only on purpose")
     path = source_dir / presets.FILE_NAME
     text = fileio.read_text(path)
     existing = None
@@ -136,9 +220,11 @@ def write_presets(source_dir: Path, env: Mapping[str, str], say: Callable[[str],
         except presets.InvalidPresets as exc:
             where = f"{path}:{exc.line}" if exc.line else str(path)
             raise KernloopError(f"{where}: {exc.message}", "fix it, or replace it: python -m buildtools presets --force-overwrite") from None
-    new_text = presets.dumps(presets.merge(existing, presets.render(plan)).document)
+    new_text = presets.dumps(presets.merge(existing, presets.render(plan)).document, bom=presets.has_bom(text))
     if new_text != text:
-        fileio.atomic_write_text(path, new_text, keep_backup=True)
+        saved = fileio.atomic_write_text(path, new_text, keep_backup=True)
+        if saved is not None and previous.get("sha") not in (None, _sha(text or "")):
+            say(f"note: {path.name} had edits kernloop did not write; the file as it was is kept in {saved}")
     for warning in plan.warnings:
         say(f"warning: {warning}")
-    return facts, new_text != text
+    return PresetsWritten(facts, plan.platform.value, new_text != text, _sha(new_text))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -16,7 +17,7 @@ from buildtools.errors import KernloopError
 
 __all__ = ["read_text", "atomic_write_text", "backup", "BACKUPS_KEPT"]
 
-BACKUPS_KEPT = 5  # older backups of the same file are removed; they are ours, named <file>.bak-<time>
+BACKUPS_KEPT = 5  # older backups of the same file are removed: only ours, named <file>.bak-<stamp>
 
 
 def _os_error(action: str, path: Path, exc: OSError) -> KernloopError:
@@ -103,8 +104,10 @@ def backup(path: Path, keep: int = BACKUPS_KEPT) -> Path:
         shutil.copy2(path, target)
     except OSError as exc:
         raise _os_error("back up to", target, exc) from None
-    # By name: the stamp sorts by time (copy2 keeps the original's mtime, so mtimes do not).
-    olds = sorted(path.parent.glob(f"{path.name}.bak-*"), key=lambda p: p.name)
+    # Only names this function makes (<file>.bak-YYYYmmdd-HHMMSS.micro): a user's own
+    # "<file>.bak-1" is never touched. By name: the stamp sorts by time (copy2 keeps mtimes).
+    ours = re.compile(re.escape(path.name) + r"\.bak-\d{8}-\d{6}\.\d{6}")
+    olds = sorted((p for p in path.parent.iterdir() if ours.fullmatch(p.name)), key=lambda p: p.name)
     for old in olds[:-keep] if keep > 0 else []:
         if old != target:
             try:

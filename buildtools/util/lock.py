@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Callable
 
 from buildtools.errors import KernloopError
+from buildtools.util.secrets import redact
 
-__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice"]
+__all__ = ["LOCK_NAME", "INFO_NAME", "LOCK_FILES", "Holder", "BuildLock", "read_holder", "waiting_notice",
+           "Process", "pid_alive", "holder_alive", "is_held", "processes_in"]
 
 LOCK_NAME = ".kernloop.lock"
 INFO_NAME = ".kernloop.lock.json"
@@ -44,10 +46,149 @@ class Holder:
         return f"pid {self.pid} ({self.command}) since {when}"
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+# -- who is at work in a build dir: what a killed build left running -------------------------------
+# A front end killed with SIGKILL cannot stop its children (they run in their own session), so
+# ninja and the compilers go on; they hold the lock, having inherited its descriptor. /proc shows
+# them: processes with the lock file open, or whose working directory or command line is inside.
+_PROC = Path("/proc")
+_MAX_COMMAND = 120
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    command: str  # its command line, shortened
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.command})"
+
+
+def is_held(lock: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _start_time(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch), from /proc; None when unknown."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in (_PROC / "stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def holder_alive(holder: Holder) -> bool:
+    import socket
+
+    if holder.host and holder.host != socket.gethostname():
+        return True  # another machine's build (a shared filesystem): not ours to judge
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except (OverflowError, ValueError):
+        return False
+    started = _start_time(holder.pid)
+    return started is None or started <= holder.since + 1  # a newer process with a reused pid is not it
+
+
+def _ancestors() -> set[int]:
+    out, pid = {os.getpid()}, os.getpid()
+    while pid > 1:
+        try:
+            stat = (_PROC / str(pid) / "stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        out.add(pid)
+    return out
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def processes_in(build_dir: Path) -> tuple[Process, ...]:
+    root = os.path.realpath(build_dir)
+    lock = os.path.join(root, LOCK_NAME)
+    skip = _ancestors()
+    found: list[Process] = []
+    try:
+        entries = [e for e in os.listdir(_PROC) if e.isdigit()]
+    except OSError:
+        return ()
+    for entry in sorted(entries, key=int):
+        pid = int(entry)
+        if pid in skip:
+            continue
+        base = _PROC / entry
+        try:
+            argv = [a for a in (base / "cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+        except OSError:
+            continue
+        if not argv:
+            continue  # a kernel thread or a zombie
+        hit = any(_inside(a, root) or root in a for a in argv)
+        if not hit:
+            try:
+                hit = _inside(os.readlink(base / "cwd"), root)
+            except OSError:
+                pass
+        if not hit:
+            try:
+                hit = any(os.readlink(base / "fd" / fd) == lock for fd in os.listdir(base / "fd"))
+            except OSError:
+                pass
+        if hit:
+            command = redact(" ".join(argv))
+            found.append(Process(pid, command if len(command) <= _MAX_COMMAND else command[: _MAX_COMMAND - 3] + "..."))
+    return tuple(found)
+
+
 def waiting_notice(build_dir: Path, say: Callable[[str], None], prefix: str = "") -> Callable[[Holder | None], None]:
-    """An ``on_wait`` for :class:`BuildLock` that says who holds ``build_dir``."""
+    """An ``on_wait`` for :class:`BuildLock` that says who holds ``build_dir``; when the build that
+    took the lock is gone, the processes it left that still hold it, and how to stop them."""
 
     def waiting(holder: Holder | None) -> None:
+        if holder is not None and not holder_alive(holder):
+            orphans = processes_in(build_dir)
+            pids = " ".join(str(p.pid) for p in orphans)
+            names = ", ".join(p.command.split(" ")[0].rsplit("/", 1)[-1] for p in orphans[:4])
+            say(f"{prefix}waiting for {build_dir}: the build {holder.describe()} was killed, but "
+                f"{len(orphans) or 'some'} of its processes still run"
+                + (f" ({names}) -- let them finish, or stop them: kill {pids}" if orphans else ""))
+            return
         who = holder.describe() if holder else "another process"
         say(f"{prefix}waiting for {build_dir}: locked by {who}")
 
@@ -67,7 +208,7 @@ def _command_line() -> str:
     argv = list(sys.argv)
     if argv and argv[0].endswith("__main__.py"):
         argv[0] = f"python -m {Path(argv[0]).parent.name}"
-    return " ".join(argv) or "python"
+    return redact(" ".join(argv)) or "python"  # other users read it: no URL password
 
 
 class BuildLock:
@@ -95,6 +236,12 @@ class BuildLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @property
+    def fd(self) -> int | None:
+        """The locked file descriptor: hand it to the build's children (``proc.stream(keep_fds=)``)
+        so that the lock stays held as long as any of them runs, even if this process is killed."""
+        return self._fd
 
     def acquire(self) -> None:
         import fcntl

@@ -81,6 +81,7 @@ def stream(
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     on_interrupt: Literal["forward", "finish"] = "forward",
+    keep_fds: Sequence[int] = (),
 ) -> int:
     """Run ``argv`` with stdout+stderr merged, handing each line to ``on_line``; return the exit code.
 
@@ -88,7 +89,8 @@ def stream(
     session so a terminal Ctrl-C reaches only us; then ``on_interrupt`` decides:
     "forward" passes SIGINT on (ninja removes partial outputs) and waits, "finish"
     lets the child complete (a step that must not stop half-way). Either way the
-    KeyboardInterrupt is re-raised once the child is gone.
+    KeyboardInterrupt is re-raised once the child is gone. ``keep_fds`` are inherited by the child
+    and everything it starts (a build lock then stays held while any of them runs).
     """
     args = [os.fspath(a) for a in argv]
     try:
@@ -102,6 +104,7 @@ def stream(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=tuple(keep_fds),
         )
     except FileNotFoundError:
         raise KernloopError(f"cannot run {args[0]}: not found") from None

@@ -1,7 +1,8 @@
 // Torch-free device helpers shared by the CUDA kernels: float conversions for fp32/fp16/bf16,
-// 16-byte vector types, warp and block reductions, dtype dispatch.
+// 16-byte vector types, warp and block reductions, dtype dispatch, a device-side assert.
 #pragma once
 
+#include <assert.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -10,6 +11,18 @@
 #include <utility>
 
 #include "common/dtype.h"
+
+// glibc's <assert.h> leaves __assert_fail undeclared under NDEBUG; CUDA implements it on the
+// device. Declared here as crt/common_functions.h does.
+extern "C" __host__ __device__ void __assert_fail(const char*, const char*, unsigned int, const char*) noexcept;
+
+// Device-side check that survives -DNDEBUG (as torch's CUDA_KERNEL_ASSERT): a failed condition
+// stops the kernel with "device-side assert triggered" (cudaErrorAssert, reported by the next
+// synchronizing call), instead of reading or writing out of bounds. No host sync is involved.
+#define KERNLOOP_KERNEL_ASSERT(cond)                                                   \
+  do {                                                                                 \
+    if (!(cond)) __assert_fail(#cond, __FILE__, static_cast<unsigned>(__LINE__), __func__); \
+  } while (0)
 
 namespace kernloop::cuda_utils {
 

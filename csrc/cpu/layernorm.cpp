@@ -42,11 +42,11 @@ void rms_norm(void* out, const void* input, const void* weight, float eps, int64
 }
 
 void fused_add_rms_norm(void* input, void* residual, const void* weight, float eps, int64_t num_tokens,
-                        int64_t hidden, DType dtype) {
+                        int64_t hidden, int64_t input_stride, DType dtype) {
   dispatch_float_types(dtype, [&](auto tag) {
     using T = decltype(tag);
     for (int64_t t = 0; t < num_tokens; ++t) {
-      T* x = static_cast<T*>(input) + t * hidden;
+      T* x = static_cast<T*>(input) + t * input_stride;
       T* r = static_cast<T*>(residual) + t * hidden;
       for (int64_t i = 0; i < hidden; ++i) r[i] = from_float<T>(to_float(x[i]) + to_float(r[i]));
       normalize_row(x, r, static_cast<const T*>(weight), inv_rms(r, hidden, eps), hidden);

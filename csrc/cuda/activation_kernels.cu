@@ -8,10 +8,13 @@ namespace {
 
 using namespace kernloop::cuda_utils;
 
+constexpr int kMaxThreads = 1024;  // the launcher's widest block
+
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 template <typename T, int VEC>
-__global__ void silu_and_mul_kernel(T* __restrict__ out, const T* __restrict__ input, int d) {
+__global__ void __launch_bounds__(kMaxThreads)
+    silu_and_mul_kernel(T* __restrict__ out, const T* __restrict__ input, int d) {
   using V = Vec<T, VEC>;
   const int nvec = d / VEC;
   const int64_t token = blockIdx.x;
@@ -40,7 +43,7 @@ cudaError_t silu_and_mul(void* out, const void* input, int64_t num_tokens, int64
     const int64_t nvec = vec_ok ? d / kV : d;
     const unsigned want = round_up_to_warp(nvec);
     const dim3 grid(static_cast<unsigned>(num_tokens));
-    const dim3 block(want < 1024u ? want : 1024u);
+    const dim3 block(want < static_cast<unsigned>(kMaxThreads) ? want : static_cast<unsigned>(kMaxThreads));
     if (vec_ok) {
       silu_and_mul_kernel<T, kV>
           <<<grid, block, 0, stream>>>(static_cast<T*>(out), static_cast<const T*>(input), static_cast<int>(d));

@@ -1,6 +1,7 @@
 // CUDA rms_norm / fused_add_rms_norm (torch-free). One block per token: pass 1 reduces the sum of
 // squares (16-byte loads when the row allows it, warp shuffles then one shared-memory step),
-// pass 2 re-reads the row (L1/L2-resident) and writes the result. rms_norm may run in place
+// pass 2 re-reads the row (L1/L2-resident) and writes the result. Input rows are input_stride
+// elements apart (a slice of a wider tensor needs no copy). rms_norm may run in place
 // (out == input), hence no __restrict__ on those two.
 #include "common/cuda_utils.cuh"
 #include "cuda_kernels.h"
@@ -10,12 +11,17 @@ namespace {
 
 using namespace kernloop::cuda_utils;
 
+// The widest block the launchers use (block_size_for); __launch_bounds__ makes the compiler
+// keep every kernel within the registers such a block can have.
+constexpr int kMaxNormThreads = 1024;
+
 template <typename T, int VEC>
-__global__ void rms_norm_kernel(T* out, const T* input, const T* __restrict__ weight, float eps,
-                                int hidden, int64_t input_stride) {
+__global__ void __launch_bounds__(kMaxNormThreads)
+    rms_norm_kernel(T* out, const T* input, const T* __restrict__ weight, float eps, int hidden,
+                    int64_t input_stride) {
   using V = Vec<T, VEC>;
   const int nvec = hidden / VEC;
-  const V* x = reinterpret_cast<const V*>(input + blockIdx.x * input_stride);
+  const V* x = reinterpret_cast<const V*>(input + static_cast<int64_t>(blockIdx.x) * input_stride);
   const V* w = reinterpret_cast<const V*>(weight);
   V* y = reinterpret_cast<V*>(out + static_cast<int64_t>(blockIdx.x) * hidden);
 
@@ -41,13 +47,13 @@ __global__ void rms_norm_kernel(T* out, const T* input, const T* __restrict__ we
 }
 
 template <typename T, int VEC>
-__global__ void fused_add_rms_norm_kernel(T* __restrict__ input, T* __restrict__ residual,
-                                          const T* __restrict__ weight, float eps, int hidden) {
+__global__ void __launch_bounds__(kMaxNormThreads)
+    fused_add_rms_norm_kernel(T* __restrict__ input, T* __restrict__ residual, const T* __restrict__ weight,
+                              float eps, int hidden, int64_t input_stride) {
   using V = Vec<T, VEC>;
   const int nvec = hidden / VEC;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * hidden;
-  V* x = reinterpret_cast<V*>(input + row);
-  V* r = reinterpret_cast<V*>(residual + row);
+  V* x = reinterpret_cast<V*>(input + static_cast<int64_t>(blockIdx.x) * input_stride);
+  V* r = reinterpret_cast<V*>(residual + static_cast<int64_t>(blockIdx.x) * hidden);
   const V* w = reinterpret_cast<const V*>(weight);
 
   float sum_sq = 0.f;
@@ -77,7 +83,7 @@ __global__ void fused_add_rms_norm_kernel(T* __restrict__ input, T* __restrict__
 // Few tokens: wide blocks to spread one row over many threads; many tokens: 256 threads so
 // several blocks share an SM.
 unsigned block_size_for(int64_t num_tokens, int64_t nvec) {
-  const unsigned cap = num_tokens < 256 ? 1024u : 256u;
+  const unsigned cap = num_tokens < 256 ? static_cast<unsigned>(kMaxNormThreads) : 256u;
   const unsigned want = round_up_to_warp(nvec);
   return want < cap ? want : cap;
 }
@@ -109,24 +115,24 @@ cudaError_t rms_norm(void* out, const void* input, const void* weight, float eps
 }
 
 cudaError_t fused_add_rms_norm(void* input, void* residual, const void* weight, float eps, int64_t num_tokens,
-                               int64_t hidden, DType dtype, cudaStream_t stream) {
+                               int64_t hidden, int64_t input_stride, DType dtype, cudaStream_t stream) {
   if (num_tokens == 0) return cudaSuccess;
   dispatch_float_types(dtype, [&](auto tag) {
     using T = decltype(tag);
     constexpr int kV = kVec16<T>;
-    const bool vec_ok =
-        hidden % kV == 0 && is_aligned(input, 16) && is_aligned(residual, 16) && is_aligned(weight, 16);
+    const bool vec_ok = hidden % kV == 0 && input_stride % kV == 0 && is_aligned(input, 16) &&
+                        is_aligned(residual, 16) && is_aligned(weight, 16);
     const int64_t nvec = vec_ok ? hidden / kV : hidden;
     const dim3 grid(static_cast<unsigned>(num_tokens));
     const dim3 block(block_size_for(num_tokens, nvec));
     if (vec_ok) {
       fused_add_rms_norm_kernel<T, kV><<<grid, block, 0, stream>>>(
           static_cast<T*>(input), static_cast<T*>(residual), static_cast<const T*>(weight), eps,
-          static_cast<int>(hidden));
+          static_cast<int>(hidden), input_stride);
     } else {
       fused_add_rms_norm_kernel<T, 1><<<grid, block, 0, stream>>>(
           static_cast<T*>(input), static_cast<T*>(residual), static_cast<const T*>(weight), eps,
-          static_cast<int>(hidden));
+          static_cast<int>(hidden), input_stride);
     }
   });
   return cudaGetLastError();

@@ -1,5 +1,6 @@
 // CUDA rotary_embedding (torch-free): one block per token; threads stride over
-// (head, pair) of query then key, reading the token's cos/sin row once per pair.
+// (head, pair) of query then key, reading the token's cos/sin row once per pair. A position
+// outside the cache trips a device-side assert before anything is read from the cache.
 #include "common/cuda_utils.cuh"
 #include "cuda_kernels.h"
 
@@ -7,6 +8,8 @@ namespace kernloop::cuda {
 namespace {
 
 using namespace kernloop::cuda_utils;
+
+constexpr int kMaxThreads = 512;  // the launcher's widest block
 
 template <typename T, bool IS_NEOX>
 __device__ __forceinline__ void rotate_pair(T* __restrict__ head, const T* __restrict__ cos_ptr,
@@ -22,14 +25,16 @@ __device__ __forceinline__ void rotate_pair(T* __restrict__ head, const T* __res
 }
 
 template <typename T, bool IS_NEOX>
-__global__ void rotary_embedding_kernel(const int64_t* __restrict__ positions, T* __restrict__ query,
-                                        T* __restrict__ key, const T* __restrict__ cos_sin_cache, int rot_dim,
-                                        int num_heads, int num_kv_heads, int64_t query_token_stride,
-                                        int64_t query_head_stride, int64_t key_token_stride,
-                                        int64_t key_head_stride) {
+__global__ void __launch_bounds__(kMaxThreads)
+    rotary_embedding_kernel(const int64_t* __restrict__ positions, T* __restrict__ query, T* __restrict__ key,
+                            const T* __restrict__ cos_sin_cache, int64_t max_position, int rot_dim, int num_heads,
+                            int num_kv_heads, int64_t query_token_stride, int64_t query_head_stride,
+                            int64_t key_token_stride, int64_t key_head_stride) {
   const int64_t token = blockIdx.x;
   const int embed_dim = rot_dim / 2;
-  const T* cos_ptr = cos_sin_cache + positions[token] * rot_dim;
+  const int64_t pos = positions[token];
+  KERNLOOP_KERNEL_ASSERT(pos >= 0 && pos < max_position);
+  const T* cos_ptr = cos_sin_cache + pos * rot_dim;
   const T* sin_ptr = cos_ptr + embed_dim;
 
   const int nq = num_heads * embed_dim;
@@ -51,10 +56,10 @@ __global__ void rotary_embedding_kernel(const int64_t* __restrict__ positions, T
 }  // namespace
 
 cudaError_t rotary_embedding(const int64_t* positions, void* query, void* key, const void* cos_sin_cache,
-                             int64_t num_tokens, int64_t rot_dim, int64_t head_size, int64_t num_heads,
-                             int64_t num_kv_heads, int64_t query_token_stride, int64_t query_head_stride,
-                             int64_t key_token_stride, int64_t key_head_stride, bool is_neox, DType dtype,
-                             cudaStream_t stream) {
+                             int64_t num_tokens, int64_t max_position, int64_t rot_dim, int64_t head_size,
+                             int64_t num_heads, int64_t num_kv_heads, int64_t query_token_stride,
+                             int64_t query_head_stride, int64_t key_token_stride, int64_t key_head_stride,
+                             bool is_neox, DType dtype, cudaStream_t stream) {
   (void)head_size;
   if (num_tokens == 0 || rot_dim == 0) return cudaSuccess;
   dispatch_float_types(dtype, [&](auto tag) {
@@ -62,10 +67,11 @@ cudaError_t rotary_embedding(const int64_t* positions, void* query, void* key, c
     const int64_t pairs = (num_heads > num_kv_heads ? num_heads : num_kv_heads) * (rot_dim / 2);
     const unsigned want = pairs > 0 ? round_up_to_warp(pairs) : 32u;
     const dim3 grid(static_cast<unsigned>(num_tokens));
-    const dim3 block(want < 512u ? want : 512u);
+    const dim3 block(want < static_cast<unsigned>(kMaxThreads) ? want : static_cast<unsigned>(kMaxThreads));
     auto launch = [&](auto kernel) {
       kernel<<<grid, block, 0, stream>>>(positions, static_cast<T*>(query), static_cast<T*>(key),
-                                         static_cast<const T*>(cos_sin_cache), static_cast<int>(rot_dim),
+                                         static_cast<const T*>(cos_sin_cache), max_position,
+                                         static_cast<int>(rot_dim),
                                          static_cast<int>(num_heads), static_cast<int>(num_kv_heads),
                                          query_token_stride, query_head_stride, key_token_stride, key_head_stride);
     };

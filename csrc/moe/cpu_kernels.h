@@ -8,10 +8,17 @@
 
 namespace kernloop::moe::cpu {
 
-// Per token: softmax over num_experts logits (in float), then the top k experts by weight, ties
-// to the lower expert index. token_expert_indices[t, j] = j * num_tokens + t.
+// Per token, as vLLM's topk_softmax (see docs/kernels.md):
+//   p[e]     = exp(x[e] - max(x)) * (1 / sum(exp(x - max(x))))   in float32 (x = the logits);
+//   score[e] = p[e] + bias[e] (bias: num_experts float32, or null for no bias);
+//   the k experts of highest score, in rank order: higher score first, NaN after every number,
+//   equal scores to the lower expert index (so probabilities that round to the same float32,
+//   e.g. two that underflow to 0, go to the lower index even when their logits differ);
+//   topk_weights = their p (bias only selects), divided by their sum when renormalize (by 1
+//   when that sum is not > 0); token_expert_indices[t, j] = j * num_tokens + t.
 void topk_softmax(float* topk_weights, void* topk_ids, IndexType id_type, int32_t* token_expert_indices,
-                  const void* gating_output, int64_t num_tokens, int64_t num_experts, int64_t topk, DType dtype);
+                  const void* gating_output, const float* bias, int64_t num_tokens, int64_t num_experts,
+                  int64_t topk, bool renormalize, DType dtype);
 
 // Groups the numel entries of topk_ids by expert, each expert's group padded to a multiple of
 // block_size: sorted_token_ids[...] = flat entry index (padding and unused tail = numel),

@@ -12,8 +12,8 @@
 namespace kernloop::moe::cuda {
 
 cudaError_t topk_softmax(float* topk_weights, void* topk_ids, IndexType id_type, int32_t* token_expert_indices,
-                         const void* gating_output, int64_t num_tokens, int64_t num_experts, int64_t topk,
-                         DType dtype, cudaStream_t stream);
+                         const void* gating_output, const float* bias, int64_t num_tokens, int64_t num_experts,
+                         int64_t topk, bool renormalize, DType dtype, cudaStream_t stream);
 
 // num_experts <= kMaxAlignExperts (moe/limits.h). workspace: num_experts int32 on the device (per-expert write cursors).
 cudaError_t moe_align_block_size(const void* topk_ids, IndexType id_type, int64_t numel, int64_t num_experts,

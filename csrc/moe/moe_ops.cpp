@@ -25,7 +25,7 @@ void check_2d(const char* op, const char* name, const at::Tensor& t, int64_t row
 }  // namespace
 
 void topk_softmax(at::Tensor& topk_weights, at::Tensor& topk_ids, at::Tensor& token_expert_indices,
-                  const at::Tensor& gating_output) {
+                  const at::Tensor& gating_output, bool renormalize, const std::optional<at::Tensor>& bias) {
   constexpr const char* op = "topk_softmax";
   const DType dtype = float_dtype(op, "gating_output", gating_output);
   const IndexType id_type = index_type(op, "topk_ids", topk_ids);
@@ -51,20 +51,39 @@ void topk_softmax(at::Tensor& topk_weights, at::Tensor& topk_ids, at::Tensor& to
   check_contiguous(op, "token_expert_indices", token_expert_indices);
   check_fits_int(op, "num_experts", num_experts);
   check_fits_int(op, "num_tokens * topk", num_tokens * topk);
+  check_all_disjoint(op, {{"topk_weights", &topk_weights},
+                          {"topk_ids", &topk_ids},
+                          {"token_expert_indices", &token_expert_indices},
+                          {"gating_output", &gating_output}});
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    float_dtype(op, "bias", *bias);
+    check_same_device(op, "bias", *bias, "gating_output", gating_output);
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == num_experts, op, ": bias must have shape [num_experts = ",
+                num_experts, "], got ", bias->sizes());
+    check_all_disjoint(op, {{"bias", &*bias}, {"topk_weights", &topk_weights}, {"topk_ids", &topk_ids}});
+  }
+  // The kernels read the bias as num_experts contiguous float32 values; anything else is
+  // converted first (num_experts elements).
+  at::Tensor bias_f32;
+  if (has_bias) {
+    bias_f32 = bias->scalar_type() == at::ScalarType::Float ? bias->contiguous() : bias->to(at::kFloat).contiguous();
+  }
+  const float* bias_ptr = has_bias ? bias_f32.const_data_ptr<float>() : nullptr;
 
   float* w = topk_weights.data_ptr<float>();
   int32_t* src = token_expert_indices.data_ptr<int32_t>();
   if (gating_output.is_cuda()) {
 #if KERNLOOP_WITH_CUDA
     const CudaContext ctx(gating_output);
-    check_launch(op, cuda::topk_softmax(w, topk_ids.data_ptr(), id_type, src, gating_output.const_data_ptr(),
-                                        num_tokens, num_experts, topk, dtype, ctx.stream()));
+    check_launch(op, cuda::topk_softmax(w, topk_ids.data_ptr(), id_type, src, gating_output.const_data_ptr(), bias_ptr,
+                                        num_tokens, num_experts, topk, renormalize, dtype, ctx.stream()));
     return;
 #endif
   }
   require_cpu(op, gating_output);
-  cpu::topk_softmax(w, topk_ids.data_ptr(), id_type, src, gating_output.const_data_ptr(), num_tokens, num_experts,
-                    topk, dtype);
+  cpu::topk_softmax(w, topk_ids.data_ptr(), id_type, src, gating_output.const_data_ptr(), bias_ptr, num_tokens,
+                    num_experts, topk, renormalize, dtype);
 }
 
 void moe_align_block_size(const at::Tensor& topk_ids, int64_t num_experts, int64_t block_size,
@@ -97,6 +116,10 @@ void moe_align_block_size(const at::Tensor& topk_ids, int64_t num_experts, int64
   TORCH_CHECK(expert_ids.dim() == 1 && expert_ids.numel() >= need_blocks, op, ": expert_ids must be 1-D with at least ",
               need_blocks, " entries, got ", expert_ids.sizes());
   check_fits_int(op, "sorted_token_ids.numel()", sorted_token_ids.numel());
+  check_all_disjoint(op, {{"topk_ids", &topk_ids},
+                          {"sorted_token_ids", &sorted_token_ids},
+                          {"experts_ids", &expert_ids},
+                          {"num_tokens_post_pad", &num_tokens_post_pad}});
 
   int32_t* sorted = sorted_token_ids.data_ptr<int32_t>();
   int32_t* experts = expert_ids.data_ptr<int32_t>();
@@ -128,6 +151,7 @@ void moe_sum(const at::Tensor& input, at::Tensor& output) {
   check_2d(op, "output", output, num_tokens, hidden);
   check_contiguous(op, "input", input);
   check_contiguous(op, "output", output);
+  check_disjoint(op, "output", output, "input", input);
   check_fits_int(op, "number of tokens", num_tokens);
   check_fits_int(op, "topk * hidden", topk * hidden);
 

@@ -1,5 +1,6 @@
-// The one registry of the _moe_C ops: schemas (as vLLM's; moe_sum's mutation mark is on the
-// tensor it actually writes), CPU and CUDA implementations, and the Python module entry point.
+// The one registry of the _moe_C ops: schemas (as vLLM's -- docs/kernels.md says which vLLM;
+// moe_sum's mutation mark is on the tensor it actually writes), CPU and CUDA implementations,
+// and the Python module entry point.
 #include "py_module.h"  // Python.h first, as CPython asks
 
 #include <torch/library.h>
@@ -9,7 +10,7 @@
 TORCH_LIBRARY(_moe_C, m) {
   m.def(
       "topk_softmax(Tensor! topk_weights, Tensor! topk_indices, Tensor! token_expert_indices, "
-      "Tensor gating_output) -> ()");
+      "Tensor gating_output, bool renormalize, Tensor? bias) -> ()");
   m.def(
       "moe_align_block_size(Tensor topk_ids, int num_experts, int block_size, Tensor! sorted_token_ids, "
       "Tensor! experts_ids, Tensor! num_tokens_post_pad) -> ()");

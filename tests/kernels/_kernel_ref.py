@@ -59,33 +59,54 @@ def rotary_embedding(positions: torch.Tensor, query: torch.Tensor, key: torch.Te
     return rotate(query), (rotate(key) if key is not None else None)
 
 
-def topk_softmax(gating: torch.Tensor, topk: int):
-    """(weights, ids, token_expert_indices); ties go to the lower expert index."""
+def rank_order(score: torch.Tensor) -> torch.Tensor:
+    """Per row, the column indices in vLLM's rank order: higher score first, NaN after every
+    number, equal scores (and NaN against NaN) by the lower index. Two stable sorts: by score
+    (NaN as -inf), then NaNs to the back."""
+    key = torch.where(score.isnan(), torch.full_like(score, float("-inf")), score)
+    order = torch.sort(key, dim=-1, descending=True, stable=True).indices
+    nan_last = torch.sort(score.isnan().gather(-1, order).to(torch.int8), dim=-1, stable=True).indices
+    return order.gather(-1, nan_last)
+
+
+def topk_softmax(gating: torch.Tensor, topk: int, renormalize: bool = False, bias: torch.Tensor | None = None):
+    """(weights, ids, token_expert_indices) as vLLM's topk_softmax: float32 softmax probabilities,
+    experts ranked by probability + bias (bias selects only), weights renormalized on request."""
     g = gating.cpu().float()
     probs = torch.softmax(g, dim=-1)
-    order = torch.sort(g, dim=-1, descending=True, stable=True).indices[:, :topk]
+    score = probs if bias is None else probs + bias.cpu().float()
+    order = rank_order(score)[:, :topk]
+    weights = probs.gather(1, order)
+    if renormalize:
+        denom = weights.sum(dim=-1, keepdim=True)
+        weights = weights / torch.where(denom > 0, denom, torch.ones_like(denom))
     num_tokens = g.shape[0]
     src = (torch.arange(topk)[None, :] * num_tokens + torch.arange(num_tokens)[:, None]).to(torch.int32)
-    return probs.gather(1, order), order, src
+    return weights, order, src
 
 
 def moe_align_block_size(topk_ids: torch.Tensor, block_size: int, num_experts: int, sorted_len: int,
                          expert_len: int):
-    """Stable grouping: (sorted_token_ids, expert_ids, num_tokens_post_pad) as python-built tensors."""
-    flat = topk_ids.cpu().flatten().tolist()
-    numel = len(flat)
-    sorted_ids = [numel] * sorted_len
-    expert_ids = [-1] * expert_len
-    pos = 0
-    for e in range(num_experts):
-        members = [i for i, x in enumerate(flat) if x == e]
-        padded = -(-len(members) // block_size) * block_size
-        sorted_ids[pos: pos + len(members)] = members
-        for b in range(pos // block_size, (pos + padded) // block_size):
-            expert_ids[b] = e
-        pos += padded
-    return (torch.tensor(sorted_ids, dtype=torch.int32), torch.tensor(expert_ids, dtype=torch.int32),
-            torch.tensor([pos], dtype=torch.int32))
+    """Stable grouping: (sorted_token_ids, expert_ids, num_tokens_post_pad). Entries outside
+    [0, num_experts) are skipped; each expert's group is padded to a multiple of block_size with
+    topk_ids.numel(); expert_ids is -1 past the last used block."""
+    flat = topk_ids.cpu().flatten().long()
+    numel = flat.numel()
+    keep = (flat >= 0) & (flat < num_experts)
+    entries = torch.arange(numel)[keep]
+    experts = flat[keep]
+    counts = torch.bincount(experts, minlength=num_experts)
+    padded = (counts + block_size - 1) // block_size * block_size
+    group_start = torch.cumsum(padded, 0) - padded
+    order = torch.sort(experts, stable=True).indices  # by expert, entry order kept within one
+    first_of_expert = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(order.numel()) - first_of_expert[experts[order]]
+    sorted_ids = torch.full((sorted_len,), numel, dtype=torch.int32)
+    sorted_ids[group_start[experts[order]] + rank] = entries[order].to(torch.int32)
+    block_experts = torch.repeat_interleave(torch.arange(num_experts), padded // block_size)
+    expert_ids = torch.full((expert_len,), -1, dtype=torch.int32)
+    expert_ids[: block_experts.numel()] = block_experts.to(torch.int32)
+    return sorted_ids, expert_ids, torch.tensor([int(padded.sum())], dtype=torch.int32)
 
 
 def moe_sum(x: torch.Tensor) -> torch.Tensor:

@@ -46,3 +46,46 @@ def test_fused_add_rms_norm(kl, device, dtype, shape):
     assert out is x and res is r
     assert_close(r, want_res)
     assert_close(x, want_out)
+
+
+def aten_ops_run(fn) -> set[str]:
+    """Names of the aten ops fn dispatches (the op's internal calls included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.name for e in prof.events()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm_reads_strided_rows_without_a_copy(kl, device, dtype):
+    """Evenly strided rows of any rank are read through their row stride; only a layout no single
+    row stride describes is copied (the second half shows the check can tell)."""
+    w = torch.rand(128, dtype=dtype, device=device) + 0.5
+    big = torch.randn(2, 3, 200, dtype=dtype, device=device)
+    for x in (big[:, :, 8:136], big[1:, 1:, :128], torch.randn(1, 128, dtype=dtype, device=device).expand(5, 128)):
+        out = kl.rms_norm(x, w, 1e-5)
+        assert_close(out, ref.rms_norm(x, w, 1e-5))
+        assert "aten::copy_" not in aten_ops_run(lambda: kl.rms_norm(x, w, 1e-5)), x.stride()
+    x = big[:, :, :128].transpose(0, 1)  # leading dims transposed: no single row stride
+    assert_close(kl.rms_norm(x, w, 1e-5), ref.rms_norm(x, w, 1e-5))
+    assert "aten::copy_" in aten_ops_run(lambda: kl.rms_norm(x, w, 1e-5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,cols", [((6, 160), slice(16, 144)), ((2, 3, 136), slice(0, 128)), ((1, 200), slice(3, 131))])
+def test_fused_add_rms_norm_strided_input(kl, device, dtype, shape, cols):
+    """input = big[..., cols] is updated in place through its row stride; the rest of big is
+    untouched. residual stays contiguous (as in vLLM)."""
+    big = torch.randn(shape, dtype=dtype, device=device)
+    before = big.clone()
+    x = big[..., cols]
+    r = torch.randn(x.shape, dtype=dtype, device=device)
+    w = torch.randn(x.shape[-1], dtype=dtype, device=device)
+    want_out, want_res = ref.fused_add_rms_norm(x, r, w, 1e-6)
+    kl.fused_add_rms_norm(x, r, w, 1e-6)
+    assert_close(big[..., cols], want_out)
+    assert_close(r, want_res)
+    mask = torch.ones(shape, dtype=torch.bool)
+    mask[..., cols] = False
+    assert torch.equal(big.cpu()[mask], before.cpu()[mask])

@@ -61,3 +61,39 @@ def test_rotary_embedding_strided_query_key(kl, device, dtype):
     assert_close(query.reshape(want_q.shape), want_q)
     assert_close(key.reshape(want_k.shape), want_k)
     assert torch.equal(qkv[:, (heads + kv_heads) * head_size:], value_before)  # value untouched
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("is_neox", [True, False])
+def test_rotary_embedding_batch_by_one_positions_with_sliced_query(kl, device, dtype, is_neox):
+    """positions [B, 1] (decode) with q/k sliced out of a fused qkv and given a seq dim of 1: the
+    size-1 dim's stride does not matter."""
+    batch, heads, kv_heads, head_size = 5, 4, 2, 64
+    qkv = torch.randn(batch, (heads + 2 * kv_heads) * head_size, dtype=dtype, device=device)
+    query = qkv[:, : heads * head_size].unsqueeze(1)  # [B, 1, H*D], strides (W, H*D, 1)
+    key = qkv[:, heads * head_size: (heads + kv_heads) * head_size].unsqueeze(1)
+    positions = torch.randint(0, MAX_POS, (batch, 1), device=device)
+    cache = make_cache(head_size, dtype, device)
+    want_q, want_k = ref.rotary_embedding(positions, query, key, head_size, cache, is_neox)
+    kl.rotary_embedding(positions, query, key, head_size, cache, is_neox)
+    assert_close(qkv[:, : heads * head_size].reshape(want_q.shape), want_q)
+    assert_close(qkv[:, heads * head_size: (heads + kv_heads) * head_size].reshape(want_k.shape), want_k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rotary_embedding_head_strides(kl, device, dtype):
+    """Heads further apart than head_size, heads interleaved with tokens ([H, T, D] transposed),
+    more kv heads than query heads, partial gpt-j rotary."""
+    tokens, head_size, rot_dim = 7, 64, 32
+    padded = torch.randn(tokens, 2, head_size + 16, dtype=dtype, device=device)
+    query = padded[:, :, :head_size]  # head stride 80
+    key = torch.randn(4, tokens, head_size, dtype=dtype, device=device).transpose(0, 1)  # [T, 4, D]
+    positions = torch.randint(0, MAX_POS, (tokens,), device=device)
+    cache = make_cache(rot_dim, dtype, device)
+    pad_before = padded[:, :, head_size:].clone()
+    for is_neox in (True, False):
+        want_q, want_k = ref.rotary_embedding(positions, query, key, head_size, cache, is_neox)
+        kl.rotary_embedding(positions, query, key, head_size, cache, is_neox)
+        assert_close(query, want_q)
+        assert_close(key, want_k)
+    assert torch.equal(padded[:, :, head_size:], pad_before)

@@ -86,7 +86,7 @@ def test_configure_reasons(tmp_path: Path):
     fp = {"python": ["/p", "3.11.7"]}
     state = {"fingerprint": fp, "preset": preset.digest}
     assert build_state.configure_reason(bd, state, preset, fp) == "no CMake cache yet"
-    (bd / "CMakeCache.txt").write_text("")
+    (bd / "CMakeCache.txt").write_text("CMAKE_HOME_DIRECTORY:INTERNAL=/src\n")  # what CMake always writes
     assert build_state.configure_reason(bd, state, preset, fp) == "no build.ninja"
     (bd / "build.ninja").write_text("")
     assert build_state.configure_reason(bd, state, preset, fp) is None

@@ -9,7 +9,7 @@ import pytest
 
 from buildtools.detect import DetectOptions, detect_all
 from buildtools.errors import KernloopError
-from buildtools.model import to_jsonable
+from buildtools.util.jsonable import to_jsonable
 from tests.unit._detect_fakes import env_with_path, fake_python, fake_toolkit, fake_torch, fake_wrapper, write_script
 
 GiB = 2**30

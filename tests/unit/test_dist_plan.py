@@ -17,7 +17,8 @@ from buildtools.cache import dist, dist_runtime
 from buildtools.cli.render import format_plan
 from buildtools.cmake import presets
 from buildtools.errors import KernloopError
-from buildtools.model import ClusterFacts, to_jsonable
+from buildtools.model import ClusterFacts
+from buildtools.util.jsonable import to_jsonable
 from buildtools.plan.planner import make_plan
 from buildtools.run import cluster as dist_cluster
 from buildtools.settings import BuildConfig, Overrides, config_from_table, dist_request, dist_token

@@ -3,6 +3,7 @@ environment the planner writes, the plan row, the runner's view of an environmen
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from buildtools.errors import KernloopError
 from buildtools.plan.planner import Overrides, make_plan
 from buildtools.cli.presets import options_from_args
 from buildtools.cli.render import format_plan
+from buildtools.cmake.presets import expand_env_macros
+from buildtools.util.jsonable import to_jsonable
 from buildtools.cache.remote import RemoteCache, check_url, parse_mode, plan_remote, resolve
 from buildtools.cache.remote_runtime import endpoint_from_env
 from fake_facts import make_facts
@@ -65,7 +68,9 @@ def test_good_urls_are_kept(url):
 def test_bad_urls_are_one_error_naming_the_source(url, what):
     with pytest.raises(KernloopError) as exc:
         check_url(url, "KERNLOOP_REMOTE_CACHE")
-    assert exc.value.one_line().startswith(f"error: KERNLOOP_REMOTE_CACHE={url}: ")
+    # The URL is named as given, with a password masked: error lines are shown and logged.
+    assert exc.value.one_line().startswith(f"error: KERNLOOP_REMOTE_CACHE={url.replace(':secret@', ':***@')}: ")
+    assert "secret" not in exc.value.one_line()
     assert what in exc.value.message
     assert "\n" not in exc.value.one_line()
 
@@ -81,12 +86,26 @@ def test_off_and_modes():
 def test_password_is_masked_wherever_shown():
     remote = RemoteCache("redis://ci:s3cret@cache:6379", "read-only", "--remote-cache", "default")
     assert str(remote) == "redis://ci:***@cache:6379 (read-only)"
-    plan = make_plan(make_facts(), ov(remote_cache=remote.url))
+    env = {"KERNLOOP_REMOTE_CACHE": remote.url}
+    plan = make_plan(make_facts(), ov(env))
     assert "s3cret" not in plan.remote_cache.reason
-    assert plan.environment["CCACHE_REMOTE_STORAGE"] == "redis://ci:s3cret@cache:6379|read-only"  # ccache needs it
-    assert [w for w in plan.warnings if "carries a password" in w and "CMakeUserPresets.json" in w]
-    endpoint = endpoint_from_env("ccache", plan.environment)
+    # ccache needs the password at build time: the presets name the variable, never the value.
+    assert plan.environment["CCACHE_REMOTE_STORAGE"] == "$env{KERNLOOP_REMOTE_CACHE}|read-only"
+    assert "s3cret" not in json.dumps(to_jsonable(plan))
+    endpoint = endpoint_from_env("ccache", expand_env_macros(plan.environment, env))
     assert endpoint is not None and "s3cret" not in endpoint.description
+
+
+@pytest.mark.parametrize("where", ["flag", "pyproject"])
+def test_a_password_is_accepted_from_the_environment_only(where):
+    url = "redis://ci:s3cret@cache:6379"
+    with pytest.raises(KernloopError) as exc:
+        if where == "flag":
+            ov(remote_cache=url)
+        else:
+            config_from_table({"remote-cache": url}, "pyproject.toml")
+    line = exc.value.one_line()
+    assert "accepted only from KERNLOOP_REMOTE_CACHE" in line and "s3cret" not in line
 
 
 # -- where the setting comes from ----------------------------------------------------------------------
@@ -181,8 +200,11 @@ def test_plan_row_names_backend_mode_and_sources():
     ("file:///mnt/sccache", "read-only", {"SCCACHE_DIR": "/mnt/sccache", "SCCACHE_LOCAL_RW_MODE": "READ_ONLY"}),
 ])  # fmt: skip
 def test_sccache_environment_per_backend(url, mode, expected):
-    rp = plan_remote(RemoteCache(url, mode, "--remote-cache", "default"), "sccache", "0.16.0")
-    assert dict(rp.environment) == expected
+    rp = plan_remote(RemoteCache(url, mode, "KERNLOOP_REMOTE_CACHE", "default"), "sccache", "0.16.0",
+                     url_ref="$env{KERNLOOP_REMOTE_CACHE}")
+    secrets = {k: v for k, v in expected.items() if k.endswith("_PASSWORD")}
+    assert dict(rp.environment) == {**expected, **{k: f"$env{{{k}}}" for k in secrets}}  # named, never written
+    assert dict(rp.secrets) == secrets
     if mode == "read-only":
         assert "new compilations are not cached" in rp.reason  # sccache's one mode per server, said
     assert any("no local cache in front" in w for w in rp.warnings) == url.startswith("file:")
@@ -281,11 +303,11 @@ def test_build_summary_carries_the_split_and_one_warning_line(tmp_path: Path):
 def test_setting_changes_rewrite_the_presets(tmp_path: Path):
     facts = make_facts(source_dir=tmp_path)
     plain = build_state.facts_fingerprint(facts, {})
-    assert "remote_cache" not in plain
+    assert plain["settings"]["remote_cache"] is None
     assert build_state.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE": "redis://h"}) != plain
     assert build_state.facts_fingerprint(facts, {"KERNLOOP_REMOTE_CACHE_MODE": "read-write"}) != plain
     (tmp_path / "pyproject.toml").write_text('[tool.buildtools]\nremote-cache = "redis://team-cache"\n')
-    assert build_state.facts_fingerprint(facts, {})["remote_cache"] == "redis://team-cache"
+    assert build_state.facts_fingerprint(facts, {})["settings"]["remote_cache"] == "redis://team-cache"
 
 
 def test_resolved_preset_exposes_its_environment(tmp_path: Path):

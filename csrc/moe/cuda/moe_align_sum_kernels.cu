@@ -18,6 +18,7 @@ using namespace kernloop::cuda_utils;
 constexpr int kAlignThreads = 1024;
 constexpr int kScatterThreads = 256;
 constexpr int kMaxScatterBlocks = 1024;
+constexpr int kMaxSumThreads = 1024;  // moe_sum's widest block
 
 // Exclusive prefix sum of v over the block; *total gets the block sum. One call per kernel.
 __device__ int block_exclusive_scan(int v, int* total) {
@@ -48,10 +49,10 @@ __device__ int block_exclusive_scan(int v, int* total) {
 }
 
 template <typename IdT>
-__global__ void moe_align_kernel(const IdT* __restrict__ topk_ids, int64_t numel, int num_experts, int block_size,
-                                 int32_t* __restrict__ sorted_token_ids, int64_t sorted_len,
-                                 int32_t* __restrict__ expert_ids, int64_t expert_len,
-                                 int32_t* __restrict__ num_tokens_post_pad, int32_t* __restrict__ cursor) {
+__global__ void __launch_bounds__(kAlignThreads)
+    moe_align_kernel(const IdT* __restrict__ topk_ids, int64_t numel, int num_experts, int block_size,
+                     int32_t* __restrict__ sorted_token_ids, int64_t sorted_len, int32_t* __restrict__ expert_ids,
+                     int64_t expert_len, int32_t* __restrict__ num_tokens_post_pad, int32_t* __restrict__ cursor) {
   extern __shared__ int32_t smem[];
   int32_t* counts = smem;                  // [num_experts]
   int32_t* offsets = smem + num_experts;  // [num_experts + 1]
@@ -105,8 +106,9 @@ __global__ void moe_align_kernel(const IdT* __restrict__ topk_ids, int64_t numel
 }
 
 template <typename IdT>
-__global__ void moe_scatter_kernel(const IdT* __restrict__ topk_ids, int64_t numel, int num_experts,
-                                   int32_t* __restrict__ cursor, int32_t* __restrict__ sorted_token_ids) {
+__global__ void __launch_bounds__(kScatterThreads)
+    moe_scatter_kernel(const IdT* __restrict__ topk_ids, int64_t numel, int num_experts, int32_t* __restrict__ cursor,
+                       int32_t* __restrict__ sorted_token_ids) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t e = static_cast<int64_t>(topk_ids[i]);
@@ -126,8 +128,11 @@ void launch_align(const IdT* ids, int64_t numel, int num_experts, int block_size
   moe_scatter_kernel<IdT><<<blocks, kScatterThreads, 0, stream>>>(ids, numel, num_experts, cursor, sorted);
 }
 
+// __launch_bounds__ matters here: without it moe_sum_kernel<float, 4> took 61 registers on
+// sm_75, three short of what a 1024-thread block can have.
 template <typename T, int VEC>
-__global__ void moe_sum_kernel(const T* __restrict__ input, T* __restrict__ output, int topk, int hidden) {
+__global__ void __launch_bounds__(kMaxSumThreads)
+    moe_sum_kernel(const T* __restrict__ input, T* __restrict__ output, int topk, int hidden) {
   using V = Vec<T, VEC>;
   const int nvec = hidden / VEC;
   const int64_t token = blockIdx.x;
@@ -177,7 +182,7 @@ cudaError_t moe_sum(const void* input, void* output, int64_t num_tokens, int64_t
     const int64_t nvec = vec_ok ? hidden / kV : hidden;
     const unsigned want = round_up_to_warp(nvec);
     const dim3 grid(static_cast<unsigned>(num_tokens));
-    const dim3 block(want < 1024u ? want : 1024u);
+    const dim3 block(want < static_cast<unsigned>(kMaxSumThreads) ? want : static_cast<unsigned>(kMaxSumThreads));
     if (vec_ok) {
       moe_sum_kernel<T, kV><<<grid, block, 0, stream>>>(static_cast<const T*>(input), static_cast<T*>(output),
                                                         static_cast<int>(topk), static_cast<int>(hidden));
