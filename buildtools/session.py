@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from buildtools.util import proc
-from buildtools.settings import dist_request, dist_token, load_config
+from buildtools.settings import DIST_TOKEN_VARS, dist_request, dist_token, load_config
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
 from buildtools.settings import Overrides
@@ -141,7 +141,8 @@ def with_cluster(facts: Facts, overrides: Overrides, config: Any, env: Mapping[s
         raise KernloopError(f"the distributed-compile client's files would go to {client.home}, inside the "
                             "source tree (its config holds the token)", "set XDG_CACHE_HOME (or HOME) outside it")
     token, token_source = dist_token(env)
-    return replace(facts, cluster=dist_runtime.probe_cluster(client, token, token_source, env))
+    client_env = {k: v for k, v in env.items() if k not in DIST_TOKEN_VARS}  # the token is in its config
+    return replace(facts, cluster=dist_runtime.probe_cluster(client, token, token_source, client_env))
 
 
 def _complete(options: PlanOptions, facts: Facts, nvcc: Path | None, plugins: PluginSession) -> Facts:

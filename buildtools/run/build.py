@@ -41,7 +41,7 @@ from buildtools.run.log import BuildLog
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult, failure_text
 from buildtools.run.state import PresetWriter, write_presets
-from buildtools.settings import BY_NAME, Overrides, dist_request, dist_token, load_config
+from buildtools.settings import BY_NAME, DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
@@ -194,7 +194,7 @@ class Build:
         """What the compilers see: ours, and the preset's environment with its $env{} expanded."""
         preset = self.preset
         given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
-        return expand_env_macros(given, given)
+        return _without_token(expand_env_macros(given, given))
 
     def _dist_replan(self, facts: Facts) -> str | None:
         """Why the presets must be planned again for distributed compile (None: they need not):
@@ -285,7 +285,8 @@ class Build:
             prefix = Path(read_cmake_cache(self.build_dir).get("CMAKE_INSTALL_PREFIX") or self.source_dir)
             self.lines.clear()
             try:
-                installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record,
+                installed = install_atomically(cmake, self.build_dir, prefix, env=_without_token(self.env),
+                                               on_line=self._record,
                                                keep_fds=(self._lock_fd,) if self._lock_fd is not None else ())
             except InstallFailed as exc:
                 return self._failed(f"install failed (cmake --install exited {exc.rc})", ran, stats, warnings,
@@ -313,7 +314,7 @@ class Build:
                 also(line)
 
         keep = (self._lock_fd,) if self._lock_fd is not None else ()
-        return proc.stream(argv, on_line, cwd=self.source_dir, env=env, keep_fds=keep)
+        return proc.stream(argv, on_line, cwd=self.source_dir, env=_without_token(env), keep_fds=keep)
 
     def _failed(self, headline: str, ran: tuple[ninja.LogEntry, ...] = (), stats: ccache.CacheStats | None = None,
                 warnings: int = 0, distributed: dist_runtime.DistCounts | None = None, *,
@@ -345,6 +346,12 @@ class Build:
             probe.remote += ", unreachable: not used"
         elif probe.kind == "sccache" and restart and remote_runtime.prepare_sccache(probe.program, env, self.say):
             probe.remote += ", unreachable: not used"
+
+
+def _without_token(env: Mapping[str, str]) -> dict[str, str]:
+    """What cmake, ninja and the compilers get: not the distributed-compile token (it is in the
+    client's config; nothing they run needs it or should be able to log it)."""
+    return {k: v for k, v in env.items() if k not in DIST_TOKEN_VARS}
 
 
 def run_build(
