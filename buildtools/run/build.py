@@ -85,13 +85,16 @@ class Build:
     """One build of one preset: the steps in order, each recording what it did in ``steps``."""
 
     def __init__(self, options: BuildOptions, *, out: TextIO, env: Mapping[str, str],
-                 detect: Callable[[Path, Mapping[str, str]], Facts], write_presets: PresetWriter) -> None:
+                 detect: Callable[[Path, Mapping[str, str]], Facts] | None, write_presets: PresetWriter) -> None:
         self.options = options
         self.out = out
         # The presets name a shared cache's password as $env{NAME}: set it for this build only.
         secrets = secret_environment(env.get(BY_NAME["remote_cache"].env))
         self.env = {**secrets, **env}
-        self.detect = detect
+        # The real detector's facts are cached in the build dir, keyed on what they were read from;
+        # a detector passed in (a front end's, a test's) runs every time.
+        self.detect = detect or _detect_facts
+        self._cache_facts = detect is None
         self.write_presets = write_presets
         self.source_dir = Path(os.path.abspath(options.source_dir))
         self.start = time.monotonic()
@@ -121,10 +124,10 @@ class Build:
             build_state.clean_build_dir(self.build_dir)
             self.steps.append("clean: build dir emptied")
         state = build_state.read_state(self.build_dir)
-        facts, fingerprint = self._presets(state)
+        cmake_path, fingerprint = self._presets(state)
         preset = self.preset
         assert preset is not None  # _presets() made sure
-        cmake = str(facts.cmake.path) if facts.cmake else "cmake"
+        cmake = cmake_path or "cmake"
         self._log.open()
         try:
             reason = build_state.configure_reason(self.build_dir, state, preset, fingerprint)
@@ -134,30 +137,57 @@ class Build:
                 if failure is not None:
                     return failure
                 state = {**state, "configured": {"fingerprint": fingerprint, "preset": preset.digest}}
+                state.pop("installed", None)  # a new configure may install other files
                 build_state.write_state(self.build_dir, state)
             else:
                 self.steps.append("configure: not needed")
-            return self._build_and_install(cmake, preset)
+            return self._build_and_install(cmake, preset, state)
         finally:
             self._log.close()
 
-    def _presets(self, state: dict[str, Any]) -> tuple[Facts, dict[str, Any]]:
+    def _toolchain(self) -> build_state.Toolchain:
+        """The toolchain facts: from the build dir's record while nothing they were read from has
+        changed (a stat per file, no subprocess), else detected and recorded."""
+        why = "a detector was passed in"
+        if self._cache_facts:
+            cached, why = build_state.cached_toolchain(self.build_dir, self.env)
+            if cached is not None:
+                return cached
+        started = time.time_ns()
+        facts = self.detect(self.source_dir, self.env)
+        self._remember(facts, started)
+        return build_state.toolchain_of(facts, f"ran ({why})")
+
+    def _remember(self, facts: Facts, started_ns: int) -> None:
+        if not self._cache_facts:
+            return
+        from buildtools.plugins.spec import BUILTINS, discover
+
+        if facts.extra or len(discover()) != len(BUILTINS):  # a plugin's facts may come from anywhere
+            build_state.forget_toolchain(self.build_dir)
+            return
+        build_state.remember_toolchain(self.build_dir, facts, self.env, started_ns)
+
+    def _presets(self, state: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """Rewrite the presets only when what shapes them changed; the state records it at once,
         before configure, so an interrupted configure never leaves presets the state does not
-        describe. Returns (facts, fingerprint)."""
-        facts = self.detect(self.source_dir, self.env)
-        fingerprint = build_state.facts_fingerprint(facts, self.env)
+        describe. Returns (the cmake to run, fingerprint)."""
+        toolchain = self._toolchain()
+        self.steps.append(f"detect: {toolchain.detected}")
+        fingerprint = build_state.fingerprint_of(toolchain, self.env, self.source_dir)
         why = build_state.presets_reason(state, fingerprint)
         if self.preset is not None and why is None:
             self.steps.append("presets: up to date")
-            return facts, fingerprint
+            return toolchain.cmake, fingerprint
         name = self.options.preset
         if self.preset is None:
             why = f"no preset {name!r} yet"
         previous = dict(state.get("presets") or {})
         if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
             previous["platform"] = "cuda"  # configured by hand, or by a release that did not record it
+        started = time.time_ns()
         written = self.write_presets(self.source_dir, self.env, self.say, previous)
+        self._remember(written.facts, started)
         fingerprint = build_state.facts_fingerprint(written.facts, self.env)
         state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha}
         build_state.write_state(self.build_dir, state)
@@ -169,7 +199,7 @@ class Build:
             raise KernloopError(f"preset {name!r} now builds in {self.preset.binary_dir}, not {self.build_dir}",
                                 "run the build again")
         self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})")
-        return written.facts, fingerprint
+        return str(written.facts.cmake.path) if written.facts.cmake else None, fingerprint
 
     def _configure(self, cmake: str, preset: ResolvedPreset, reason: str, fresh: bool) -> BuildResult | None:
         argv = [cmake, "--preset", preset.name] + (["--fresh"] if fresh else [])
@@ -180,7 +210,7 @@ class Build:
         self.steps.append(f"configure: ran ({reason})")
         return None
 
-    def _build_and_install(self, cmake: str, preset: ResolvedPreset) -> BuildResult:
+    def _build_and_install(self, cmake: str, preset: ResolvedPreset, state: dict[str, Any]) -> BuildResult:
         cache_vars = read_cmake_cache(self.build_dir)
         launcher = cache_vars.get("CMAKE_CXX_COMPILER_LAUNCHER") or cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")
         probe = ccache.probe_for(launcher, self.build_dir)
@@ -204,7 +234,8 @@ class Build:
             rc = self._stream(argv, build_env, also=on_status)
         finally:
             progress.clear()
-        ran = tuple(ninja.ran_between(before, ninja.read_log(self.build_dir / ".ninja_log")))
+        after = ninja.read_log(self.build_dir / ".ninja_log")
+        ran = tuple(ninja.ran_between(before, after))
         stats = probe.end() if probe else None
         warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith("@@kl"))
         if rc != 0:
@@ -214,6 +245,11 @@ class Build:
         installed: tuple[InstalledFile, ...] = ()
         if self.options.target == "install":
             prefix = Path(read_cmake_cache(self.build_dir).get("CMAKE_INSTALL_PREFIX") or self.source_dir)
+            current = None if ran else build_state.install_current(state, prefix, after)
+            if current is not None:  # nothing built, the installed files are the ones last installed
+                installed = tuple(InstalledFile(p, False) for p in current)
+                self.steps.append(f"install: up to date ({prefix})")
+                return self._done(ran, stats, installed, warnings)
             self.lines.clear()
             try:
                 installed = install_atomically(cmake, self.build_dir, prefix, env=self.env, on_line=self._record,
@@ -223,7 +259,13 @@ class Build:
             except KernloopError as exc:  # the package dir would not take the files
                 return self._failed(f"install failed: {exc.one_line().removeprefix('error: ')}", ran, stats, warnings,
                                     diagnose=False)
+            build_state.record_install(state, prefix, tuple(f.path for f in installed), after)
+            build_state.write_state(self.build_dir, state)
             self.steps.append(f"install: into {prefix}")
+        return self._done(ran, stats, installed, warnings)
+
+    def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,
+              installed: tuple[InstalledFile, ...], warnings: int) -> BuildResult:
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
                            tuple(self.steps), ran, stats, installed, None, warnings)
 
@@ -278,10 +320,11 @@ def run_build(
     *,
     out: TextIO | None = None,
     env: Mapping[str, str] | None = None,
-    detect: Callable[[Path, Mapping[str, str]], Facts] = _detect_facts,
+    detect: Callable[[Path, Mapping[str, str]], Facts] | None = None,
     write_presets: PresetWriter = write_presets,
 ) -> BuildResult:
-    """Run one build. Returns its result (``ok`` False on a failed configure/build/install);
+    """Run one build (``detect`` None: the real detector, its facts cached in the build dir).
+    Returns its result (``ok`` False on a failed configure/build/install);
     raises KernloopError for a setup problem the user must fix first."""
     return Build(options, out=out or sys.stderr, env=os.environ if env is None else env, detect=detect,
                  write_presets=write_presets).run()
