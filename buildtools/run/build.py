@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, TextIO
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
 from buildtools.cache.remote import secret_environment
-from buildtools.cmake import ninja
+from buildtools.cmake import explain, ninja
 from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
@@ -58,6 +58,7 @@ class BuildOptions:
     clean: bool = False
     progress: bool | None = None  # None: a bar on a terminal, lines otherwise
     lock_timeout_s: float | None = None
+    explain: bool = False  # why each TU was rebuilt (ninja -d explain) and what the cache said
 
 
 def terminate_as_interrupt() -> None:
@@ -106,6 +107,7 @@ class Build:
         self.lines: list[str] = []  # the current step's output, for its first error
         self._log = BuildLog(self.log_path)
         self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
+        self._explained: tuple[explain.Explained, ...] | None = None  # with options.explain
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -220,6 +222,8 @@ class Build:
         target = "all" if self.options.target == "install" else self.options.target
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
         argv = [cmake, "--build", *where, "--target", target]
+        if self.options.explain:
+            argv += ["--", *explain.EXPLAIN_ARGS]
         before = ninja.read_log(self.build_dir / ".ninja_log")
         if probe:
             probe.begin()
@@ -237,7 +241,9 @@ class Build:
         after = ninja.read_log(self.build_dir / ".ninja_log")
         ran = tuple(ninja.ran_between(before, after))
         stats = probe.end() if probe else None
-        warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith("@@kl"))
+        if self.options.explain:
+            self._explained = self._explain(ran, probe)
+        warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith(("@@kl", "ninja explain")))
         if rc != 0:
             return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings)
         self.steps.append(f"build: {' '.join(argv[1:])}")
@@ -267,7 +273,17 @@ class Build:
     def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,
               installed: tuple[InstalledFile, ...], warnings: int) -> BuildResult:
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, installed, None, warnings)
+                           tuple(self.steps), ran, stats, installed, None, warnings, self._explained)
+
+    def _explain(self, ran: tuple[ninja.LogEntry, ...], probe: ccache.CacheProbe | None) -> tuple[explain.Explained, ...]:
+        """Why each TU that ran was rebuilt (ninja's explain lines in this step's output), and the
+        compiler cache's result for it."""
+        tus = [e.output for e in ran if ninja.is_translation_unit(e.output)]
+        reasons = explain.parse_explain(self.lines, self.source_dir, self.build_dir)
+        by_input = probe.by_input() if probe is not None else None
+        cache = None if by_input is None else {
+            explain.shown_path(k, self.source_dir, self.build_dir): v for k, v in by_input.items()}
+        return explain.explain_tus(tus, reasons, {o: ninja.source_of(o) for o in tus}, cache)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -292,7 +308,7 @@ class Build:
         """A failed step: its headline with the first real error of its output on the same line."""
         diag = ninja.first_error(self.lines) if diagnose else None
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings)
+                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings, self._explained)
 
     def _with_log_problem(self, result: BuildResult) -> BuildResult:
         """A build whose log could not be written fails, and says why (the disk, mostly)."""

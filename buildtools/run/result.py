@@ -8,6 +8,7 @@ from typing import Any
 
 from buildtools.cache import launcher as ccache
 from buildtools.cmake import ninja
+from buildtools.cmake.explain import Explained
 from buildtools.run.install import InstalledFile
 
 __all__ = ["BuildResult", "failure_text"]
@@ -37,6 +38,7 @@ class BuildResult:
     installed: tuple[InstalledFile, ...] = ()
     failure: str | None = None  # what to show when not ok
     warnings: int = 0
+    explain: tuple[Explained, ...] | None = None  # with --explain: why each TU was rebuilt
 
     @property
     def rebuilt_sources(self) -> tuple[str, ...]:
@@ -57,6 +59,8 @@ class BuildResult:
             lines.append(f"  compiler cache: {self.cache.describe()}")
             if (remote_warning := self.cache.remote_warning()) is not None:
                 lines.append(f"warning: {remote_warning}")
+        if self.explain is not None:
+            lines += [f"  why: {e.line()}" for e in self.explain]
         slow = ninja.slowest(self.ran, 5)
         if slow and len(tus) > 1:
             lines.append("  slowest TUs: " + ", ".join(f"{ninja.source_of(e.output)} {e.duration_ms / 1000:.1f}s" for e in slow))
@@ -94,4 +98,6 @@ class BuildResult:
             "installed": [{"path": str(f.path), "changed": f.changed} for f in self.installed],
             "failure": self.failure,
             "warnings": self.warnings,
+            **({} if self.explain is None else {"explain": [
+                {"output": e.output, "source": e.source, "reason": e.reason, "cache": e.cache} for e in self.explain]}),
         }
