@@ -34,6 +34,7 @@ from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
+from buildtools.run import stamp
 from buildtools.run import state as build_state
 from buildtools.run.install import InstalledFile, InstallFailed, install_atomically
 from buildtools.run.log import BuildLog
@@ -108,6 +109,8 @@ class Build:
         self._log = BuildLog(self.log_path)
         self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
         self._explained: tuple[explain.Explained, ...] | None = None  # with options.explain
+        self._inputs: list[list[Any]] = []
+        self._torch: str | None = None
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -127,6 +130,9 @@ class Build:
             self.steps.append("clean: build dir emptied")
         state = build_state.read_state(self.build_dir)
         cmake_path, fingerprint = self._presets(state)
+        # What the modules are built from, as the build begins (an edit during it makes them stale).
+        self._inputs = stamp.snapshot(self.source_dir)
+        self._torch = (fingerprint.get("torch") or [None])[0]
         preset = self.preset
         assert preset is not None  # _presets() made sure
         cmake = cmake_path or "cmake"
@@ -272,6 +278,7 @@ class Build:
 
     def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,
               installed: tuple[InstalledFile, ...], warnings: int) -> BuildResult:
+        stamp.write_stamps(self.source_dir, (f.path for f in installed), self._inputs, self._torch)
         return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
                            tuple(self.steps), ran, stats, installed, None, warnings, self._explained)
 
