@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from buildtools.cache import launcher as ccache
+from buildtools.cache import nvcc_threads
 from buildtools.cache import remote_runtime
 from buildtools.cache.remote import secret_environment
 from buildtools.cmake import explain, ninja
@@ -224,8 +225,9 @@ class Build:
         probe = ccache.probe_for(launcher, self.build_dir)
         if probe is not None:
             self._shared_cache(probe, {**self.env, **preset.environment} if preset.has_build_preset else self.env)
-        build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if self.options.target == "install" else self.options.target
+        build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {}),
+                     **self._device_threads(cache_vars, target, state)}
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
         argv = [cmake, "--build", *where, "--target", target]
         if self.options.explain:
@@ -275,6 +277,30 @@ class Build:
             build_state.write_state(self.build_dir, state)
             self.steps.append(f"install: into {prefix}")
         return self._done(ran, stats, installed, warnings)
+
+    def _device_threads(self, cache_vars: Mapping[str, str], target: str, state: dict[str, Any]) -> dict[str, str]:
+        """nvcc --threads for this run when only a few TUs are dirty (see buildtools.cache.nvcc_threads):
+        asks ``ninja -n`` what it would compile, unless no watched source changed since the last
+        build (a no-op stays one ninja call)."""
+        digest = build_state.inputs_digest(self._inputs)
+        unchanged, state["inputs"] = state.get("inputs") == digest, digest
+        planned = cache_vars.get("NVCC_THREADS", "")
+        if unchanged or not cache_vars.get("KERNLOOP_NVCC_WRAPPER") or not planned.isdigit():
+            return {}
+        argv = [cache_vars.get("CMAKE_MAKE_PROGRAM") or "ninja", "-C", str(self.build_dir), "-n", target]
+        res = proc.try_run(argv, env={k: v for k, v in self.env.items() if k != "NINJA_STATUS"}, timeout=120)
+        counts = nvcc_threads.pending_compiles(res.stdout.splitlines()) if res is not None and res.ok else None
+        if counts is None:
+            return {}
+        from buildtools.detect.machine import detect_cpus
+
+        cores = detect_cpus().usable
+        threads = nvcc_threads.threads_for_run(counts[0], counts[1], cores, int(planned))
+        if threads is None:
+            return {}
+        self.steps.append(f"nvcc-threads: up to {threads} for this build ({counts[0]} CUDA of {counts[1]} TUs to "
+                          f"compile on {cores} cores; planned {planned})")
+        return {nvcc_threads.THREADS_ENV: str(threads)}
 
     def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,
               installed: tuple[InstalledFile, ...], warnings: int) -> BuildResult:

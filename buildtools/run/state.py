@@ -38,6 +38,7 @@ __all__ = [
     "remember_toolchain",
     "forget_toolchain",
     "record_install",
+    "inputs_digest",
     "install_current",
     "presets_reason",
     "cache_damaged",
@@ -216,6 +217,11 @@ def _outputs_digest(log: Mapping[str, Any]) -> str:
     (``install.util``: a plain ``--target install`` run) build nothing that is installed."""
     items = sorted((out, e.mtime, e.cmdhash) for out, e in log.items() if not out.endswith(".util"))
     return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+def inputs_digest(snapshot: Any) -> str:
+    """A hash of the watched sources' snapshot (``buildtools.run.stamp.snapshot``)."""
+    return hashlib.sha256(repr(snapshot).encode()).hexdigest()[:32]
 
 
 def record_install(state: dict[str, Any], prefix: Path, files: tuple[Path, ...], log: Mapping[str, Any]) -> None:
