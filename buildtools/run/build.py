@@ -287,6 +287,8 @@ class Build:
         planned = cache_vars.get("NVCC_THREADS", "")
         if unchanged or not cache_vars.get("KERNLOOP_NVCC_WRAPPER") or not planned.isdigit():
             return {}
+        if ccache.launcher_kind(cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")) == "sccache":
+            return {}  # sccache cannot leave --threads out of its key: keep the planned value
         argv = [cache_vars.get("CMAKE_MAKE_PROGRAM") or "ninja", "-C", str(self.build_dir), "-n", target]
         res = proc.try_run(argv, env={k: v for k, v in self.env.items() if k != "NINJA_STATUS"}, timeout=120)
         counts = nvcc_threads.pending_compiles(res.stdout.splitlines()) if res is not None and res.ok else None

@@ -56,6 +56,9 @@ __all__ = [
 STATE_NAME = ".kernloop-state.json"
 FACTS_NAME = ".kernloop-facts.json"  # the toolchain facts of the last detection, with their stat key
 _FACTS_FORMAT = 1
+# Bumped when the presets this release writes change shape for the same facts (2: the nvcc
+# --threads launcher, CCACHE_IGNOREOPTIONS): the next build rewrites them once after an upgrade.
+PLAN_FORMAT = 2
 
 
 def _settings(source_dir: Path) -> dict[str, Any]:
@@ -100,6 +103,7 @@ def fingerprint_of(toolchain: Toolchain, env: Mapping[str, str], source_dir: Pat
     """The toolchain's facts plus what is read afresh every build: overrides and settings."""
     return {
         **toolchain.fingerprint,
+        "plan_format": PLAN_FORMAT,
         "overrides": {k: redact(env[k]) for k in OVERRIDE_ENV_VARS if str(env.get(k, "")).strip()},
         "settings": _settings(source_dir),
     }

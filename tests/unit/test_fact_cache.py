@@ -120,3 +120,13 @@ def test_install_record_holds_until_ninja_builds_or_a_file_changes(tmp_path: Pat
     assert build_state.install_current(state, tmp_path, log) is None
     so.unlink()
     assert build_state.install_current(state, tmp_path, log) is None
+
+
+def test_presets_from_an_older_release_are_rewritten_once():
+    facts = make_facts()
+    fingerprint = build_state.facts_fingerprint(facts, ENV)
+    assert fingerprint["plan_format"] == build_state.PLAN_FORMAT
+    older = {k: v for k, v in fingerprint.items() if k != "plan_format"}
+    assert build_state.presets_reason({"presets": {"fingerprint": older}}, fingerprint) == \
+        "toolchain changed; what changed: plan_format"
+    assert build_state.presets_reason({"presets": {"fingerprint": fingerprint}}, fingerprint) is None
