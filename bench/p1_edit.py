@@ -9,6 +9,9 @@ constant, so the compiler cache cannot serve it) and times:
 - the physical limit, right after it on the same edit: that TU's own command from
   compile_commands.json run alone, then ``_C``'s link command (``ninja -t commands``) -- nothing
   else a build could skip;
+- the critical path: that TU's command alone at ``--threads=min(cores, its gencodes)``, what a
+  lone dirty TU gets (``buildtools.cache.nvcc_threads``); the goal is buildtools build <= 1.2x
+  that + 1 s;
 - after another edit, the plain CMake form ``cmake --build --preset release --target install``;
 - after another edit, ``pip install --no-build-isolation -e .`` (its own build dir, same plan).
 
@@ -28,6 +31,7 @@ __all__ = ["KEY", "TITLE", "run"]
 KEY = "P1"
 TITLE = f"edit one kernel .cu -> importable ({KERNEL_TU})"
 GOAL_VS_LIMIT = 1.3
+GOAL_VS_CRITICAL = (1.2, 1.0)  # factor, seconds
 GOAL_VS_VARIANT = 10.0
 
 
@@ -39,6 +43,8 @@ def run(ws: Workspace) -> Figure:
     n = ws.config.runs
     kl: list[float] = []
     limit: list[float] = []
+    critical: list[float] = []
+    threads = 1
     for i in range(n):
         edit_source(kernel, ws.edits.next())
         build = ws.kernloop_build(tree, env)
@@ -48,8 +54,11 @@ def run(ws: Workspace) -> Figure:
         target = next((t for t in build.summary.get("linked", []) if t.startswith("_C.")), "_C.abi3.so")
         kl.append(build.seconds)
         limit.append(ws.physical_limit(build_dir, KERNEL_TU, target))
-        ws.log(f"P1 run {i + 1}/{n}: buildtools build {fmt_s(kl[-1])} (cache: {build.cache}), "
-               f"physical limit {fmt_s(limit[-1])}")
+        seconds, threads = ws.tu_alone(build_dir, KERNEL_TU)
+        critical.append(seconds)
+        ws.log(f"P1 run {i + 1}/{n}: buildtools build {fmt_s(kl[-1])} (cache: {build.cache}, "
+               f"{build.summary.get('steps', {}).get('nvcc-threads', 'plan threads')}), physical limit "
+               f"{fmt_s(limit[-1])}, the TU alone at --threads={threads} {fmt_s(critical[-1])}")
     loaded = ws.import_check(tree, env)
     ws.pip_ready(tree, env)
     raw: list[float] = []
@@ -65,13 +74,19 @@ def run(ws: Workspace) -> Figure:
     a = series("python -m buildtools build (kernloop plan)", kl,
                note=f"archs {';'.join(ws.plan_json()['plan']['archs']['value'])}")
     b = series("physical limit: the TU's compile command + the link, alone", limit)
+    k = series(f"critical path: the TU alone at --threads={threads} (min(cores, gencodes))", critical)
     r = series("cmake --build --preset release --target install", raw)
     c = series("pip install --no-build-isolation -e .", pip)
-    rows = [a, b, r, c]
-    ratios = [("buildtools build / physical limit", ratio(a, b)), ("cmake preset build / physical limit", ratio(r, b)),
+    rows = [a, b, k, r, c]
+    ratios = [("buildtools build / physical limit", ratio(a, b)), ("buildtools build / critical path", ratio(a, k)),
+              ("cmake preset build / physical limit", ratio(r, b)),
               ("pip -e / buildtools build", ratio(c, a))]
     over = ratio(a, b)
-    targets = [Target(f"<= {GOAL_VS_LIMIT}x the physical limit", f"{over:.2f}x", over <= GOAL_VS_LIMIT,
+    factor, extra = GOAL_VS_CRITICAL
+    bound = factor * k.median + extra
+    targets = [Target(f"<= {factor}x the critical path + {extra:g} s", f"{fmt_s(a.median)} vs {fmt_s(bound)}",
+                      a.median <= bound, "" if a.median <= bound else "see the note on machine load"),
+               Target(f"<= {GOAL_VS_LIMIT}x the physical limit", f"{over:.2f}x", over <= GOAL_VS_LIMIT,
                       "" if over <= GOAL_VS_LIMIT else
                       "the build's fixed cost (Python start-up, detection for the presets check, ninja, "
                       "staged install) is large next to a 1-arch-per-job nvcc run on this machine")]

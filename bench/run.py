@@ -3,8 +3,10 @@
 
 Figures (see docs/benchmarks.md and each module's docstring):
 
-  P1  edit one kernel .cu -> importable: buildtools build vs the physical limit vs pip -e vs vLLM-style
-  P2  no-op build: buildtools build vs a pip editable re-run
+  P1  edit one kernel .cu -> importable: buildtools build vs the critical path vs pip -e vs vLLM-style
+  P1g edit the torch glue csrc/ops.cpp: precompiled torch headers vs KERNLOOP_PCH=OFF
+  P2  no-op build: buildtools build vs plain cmake --build vs a pip editable re-run
+  PG  import kernloop's stale check: its cost per import
   P3  cold full build: the kernloop plan vs a naive one
   P4  build after deleting the build dir with a warm compiler cache vs cold
   P5  peak RSS of concurrent compiles under a lowered RAM budget vs that budget
@@ -28,7 +30,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import gpu_ops, p1_edit, p2_noop, p3_cold, p4_warm_cache, p5_memory, p6_presets, p9_distributed  # noqa: E402
+from bench import gpu_ops, p1_edit, p1g_glue, p2_noop, p3_cold, p4_warm_cache, p5_memory, p6_presets, p9_distributed, pg_guard  # noqa: E402
 from bench.harness import BenchConfig, Figure, Progress  # noqa: E402
 from bench.report import machine_from_facts, render_figure, render_text, to_json  # noqa: E402
 from bench.workspace import Workspace  # noqa: E402
@@ -38,8 +40,8 @@ from buildtools.settings import Overrides  # noqa: E402
 __all__ = ["FIGURES", "parse_args", "config_from_args", "main"]
 
 # Run order: P3 before P4 (P4's "cold" is P3's runs); P1 and P3 share the naive tree's cold build.
-FIGURES: dict[str, ModuleType] = {m.KEY: m for m in (p6_presets, p2_noop, p1_edit, p3_cold, p4_warm_cache,
-                                                        p5_memory, p9_distributed, gpu_ops)}
+FIGURES: dict[str, ModuleType] = {m.KEY: m for m in (p6_presets, p2_noop, p1_edit, p1g_glue, pg_guard, p3_cold,
+                                                        p4_warm_cache, p5_memory, p9_distributed, gpu_ops)}
 SMOKE_ARCH = "9.0"
 
 
@@ -78,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[BenchConfig, list[str]]:
-    keys = [k.strip().upper() for k in args.figures.split(",") if k.strip()]
+    by_upper = {k.upper(): k for k in FIGURES}
+    keys = [by_upper.get(k.strip().upper(), k.strip().upper()) for k in args.figures.split(",") if k.strip()]
     unknown = [k for k in keys if k not in FIGURES]
     if unknown or not keys:
         raise KernloopError(f"--figures {args.figures}: unknown figure(s) {', '.join(unknown) or '(none given)'}",

@@ -175,8 +175,8 @@ class Workspace:
         for entry in entries:
             if Path(entry["file"]).as_posix().endswith(tu):
                 argv = entry.get("arguments") or shlex.split(entry["command"])
-                if Path(argv[0]).name in ("ccache", "sccache"):
-                    argv = argv[1:]
+                while Path(argv[0]).name in ("ccache", "sccache", "nvcc_threads.sh") or "=" in argv[0]:
+                    argv = argv[1:]  # launchers and their KEY=VALUE settings
                 return argv, Path(entry["directory"])
         raise KernloopError(f"{tu} is not in {build_dir}/compile_commands.json")
 
@@ -190,6 +190,35 @@ class Workspace:
             raise KernloopError(f"ninja -t commands {target} gave nothing in {build_dir}: {result.stderr.strip()}")
         steps = [shlex.split(part) for part in lines[-1].split(" && ")]
         return [s for s in steps if s and s != [":"]]
+
+    def tu_alone(self, build_dir: Path, tu: str, threads: int | None = None) -> tuple[float, int]:
+        """Seconds to run the TU's compile command alone, with ``--threads`` set to ``threads``
+        (None: min(cores, the TU's gencodes), what a lone dirty TU gets); and that thread count."""
+        argv, directory = self.tu_command(build_dir, tu)
+        gencodes = sum(1 for a in argv if a.startswith(("-gencode", "--generate-code")))
+        want = threads or max(1, min(len(os.sched_getaffinity(0)), gencodes or 1))
+        argv = [f"--threads={want}" if a.startswith("--threads=") else a for a in argv]
+        seconds, _ = timed(argv, cwd=directory, env=self.kernloop_env(), what=f"compile {tu}")
+        return seconds, want
+
+    def build_target(self, build_dir: Path, env: Mapping[str, str], target: str = "install") -> float:
+        """``cmake --build <dir> --target <target>`` (no preset); seconds."""
+        cmake = shutil.which("cmake", path=env["PATH"]) or "cmake"
+        seconds, _ = timed([cmake, "--build", build_dir, "--target", target], cwd=build_dir.parent, env=env,
+                           timeout=3600, what=f"cmake --build {build_dir.name} --target {target}")
+        return seconds
+
+    def pch_off_dir(self, tree: Path, env: Mapping[str, str]) -> Path:
+        """A second build dir of the kernloop tree configured with -DKERNLOOP_PCH=OFF, built once."""
+        off = tree / "cmake-build-nopch"
+        if not (off / "build.ninja").exists():
+            cmake = shutil.which("cmake", path=env["PATH"]) or "cmake"
+            self.log("setup: a -DKERNLOOP_PCH=OFF build dir (glue TUs compiled without the PCH)")
+            timed([cmake, "--preset", "release", "-B", off, "-DKERNLOOP_PCH=OFF"], cwd=tree, env=env, timeout=600,
+                  what="configure -DKERNLOOP_PCH=OFF")
+            with heartbeat(self.log, "KERNLOOP_PCH=OFF build"):
+                self.build_target(off, env, "all")
+        return off
 
     def physical_limit(self, build_dir: Path, tu: str, target: str) -> float:
         """Seconds to run the TU's compile command alone, then the link -- nothing else."""

@@ -114,15 +114,15 @@ def plan_with_report(options: PlanOptions) -> tuple[Facts, Plan, PluginReport]:
         return facts, plan, plugins.report()
 
 
-def dist_client(facts: Facts, scheduler: str, env: Mapping[str, str]) -> Any:
-    """The sccache client a build of ``facts.source_dir`` uses for ``scheduler`` (None without sccache)."""
+def dist_client(sccache: Path | None, source_dir: Path, scheduler: str, env: Mapping[str, str]) -> Any:
+    """The sccache client a build of ``source_dir`` uses for ``scheduler`` (None without sccache)."""
     from buildtools.cache import dist, dist_runtime
 
-    if facts.sccache is None:
+    if sccache is None:
         return None
     home = dist_runtime.default_home(env)
-    return dist_runtime.Client(facts.sccache.path, scheduler, dist.client_dir(home, scheduler, facts.source_dir),
-                               dist.client_port(scheduler, facts.source_dir))
+    return dist_runtime.Client(sccache, scheduler, dist.client_dir(home, scheduler, source_dir),
+                               dist.client_port(scheduler, source_dir))
 
 
 def with_cluster(facts: Facts, overrides: Overrides, config: Any, env: Mapping[str, str]) -> Facts:
@@ -132,7 +132,7 @@ def with_cluster(facts: Facts, overrides: Overrides, config: Any, env: Mapping[s
     asked = dist_request(overrides, config)
     if asked is None:
         return facts
-    client = dist_client(facts, asked[0], env)
+    client = dist_client(facts.sccache.path if facts.sccache else None, facts.source_dir, asked[0], env)
     if client is None:
         return facts  # the planner says sccache is missing
     from buildtools.cache import dist_runtime

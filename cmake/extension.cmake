@@ -32,6 +32,15 @@ function(define_extension_target NAME)
     if(NVCC_THREADS)
       target_compile_options(${NAME} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--threads=${NVCC_THREADS}>)
     endif()
+    # The nvcc launcher (buildtools/cache/nvcc_threads.sh) goes first: it may raise --threads for
+    # one build when few TUs are dirty, without a change to any command line here.
+    if(KERNLOOP_NVCC_WRAPPER)
+      set(_kl_launchers "${KERNLOOP_NVCC_WRAPPER}")
+      if(CMAKE_CUDA_COMPILER_LAUNCHER)
+        list(APPEND _kl_launchers ${CMAKE_CUDA_COMPILER_LAUNCHER})
+      endif()
+      set_target_properties(${NAME} PROPERTIES CUDA_COMPILER_LAUNCHER "${_kl_launchers}")
+    endif()
   endif()
 
   install(TARGETS ${NAME} LIBRARY DESTINATION ${ARG_DESTINATION} COMPONENT ${NAME})

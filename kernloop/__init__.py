@@ -56,6 +56,10 @@ def _load(name: str) -> ModuleType:
         ) from exc
 
 
+# In a source tree: warn (or rebuild, KERNLOOP_REBUILD_ON_IMPORT=1) when csrc/ changed after the build.
+from . import _stale  # noqa: E402
+
+_stale.check(__path__[0], torch.__version__)
 _modules = {name: _load(name) for name in _OPS}
 
 

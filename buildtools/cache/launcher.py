@@ -27,7 +27,8 @@ from typing import Mapping
 from buildtools.cache.remote_runtime import errors_warning
 from buildtools.util import proc
 
-__all__ = ["CacheStats", "CacheProbe", "launcher_kind", "launcher_env", "probe_for", "parse_ccache_counters", "parse_sccache_json"]
+__all__ = ["CacheStats", "CacheProbe", "launcher_kind", "launcher_env", "probe_for", "parse_ccache_counters",
+           "parse_sccache_json", "parse_stats_log"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,38 @@ def parse_ccache_counters(counters: Mapping[str, int], remote: str | None = None
     )
 
 
+def parse_stats_log(text: str) -> dict[str, str]:
+    """Per compilation, what ccache's stats log (``CCACHE_STATSLOG``) says: ``# <input>`` then
+    its counters. ``input -> "hit"``, ``"hit (preprocessed: ...)"`` (the source, a header or
+    a flag changed, the preprocessed code did not), ``"miss"``, or
+    ``"not cacheable: <ccache's reason>"``; the last record of an input wins."""
+    results: dict[str, str] = {}
+    current: str | None = None
+    counters: set[str] = set()
+
+    def close() -> None:
+        if current is None:
+            return
+        if "direct_cache_hit" in counters:
+            results[current] = "hit"
+        elif "preprocessed_cache_hit" in counters:
+            results[current] = "hit (preprocessed: a source, header or flag changed, the preprocessed code did not)"
+        elif "cache_miss" in counters:
+            results[current] = "miss"
+        else:
+            why = sorted(counters & set(_CCACHE_UNCACHEABLE))
+            if why:
+                results[current] = f"not cacheable: {', '.join(why)}"
+    for line in text.splitlines():
+        if line.startswith("# "):
+            close()
+            current, counters = line[2:].strip(), set()
+        elif line.strip():
+            counters.add(line.strip())
+    close()
+    return results
+
+
 def _sccache_totals(data: Mapping) -> tuple[int, int, int]:
     stats = data.get("stats", {})
 
@@ -215,6 +248,18 @@ class CacheProbe:
         if self._before is None or after is None:
             return None
         return parse_sccache_json(self._before, after, self.remote)
+
+    def by_input(self) -> dict[str, str] | None:
+        """Each compilation's result by its input file as the compiler was given it (ccache's
+        stats log; call after :meth:`end`). None: the tool keeps no per-compilation record."""
+        if self.kind != "ccache":
+            return None
+        try:
+            return parse_stats_log(self._log.read_text(errors="replace"))
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            return None
 
     def _sccache_stats(self) -> dict | None:
         res = proc.try_run([self.program, "--show-stats", "--stats-format", "json"], timeout=30,

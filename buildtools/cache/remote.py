@@ -23,12 +23,13 @@ URL                           ccache                                     sccache
 ``s3://`` takes ``?endpoint=URL&region=NAME`` for S3-compatible servers (MinIO, R2, Ceph);
 credentials come from the usual ``AWS_*`` variables, never from the URL.
 
-Why the extra ccache settings (only with a shared cache, so local-only builds keep
-their keys): ``compiler_check = %compiler% --version`` instead of the compiler's mtime,
-which differs on every machine (hashing the 30 MB nvcc binary on each call -- ``content``
--- cost 45 ms per hit here against 23 ms for ``--version``); ``ignore_options = --threads=*``
-because nvcc's ``--threads`` changes how fast it compiles, not what it produces, while
-the planner picks it per machine from the core count. Base dir and hash_dir are set for
+Why the extra ccache settings (``compiler_check`` only with a shared cache, so local-only
+builds keep their keys): ``compiler_check = %compiler% --version`` instead of the compiler's
+mtime, which differs on every machine (hashing the 30 MB nvcc binary on each call --
+``content`` -- cost 45 ms per hit here against 23 ms for ``--version``); ``ignore_options =
+--threads=*`` because nvcc's ``--threads`` changes how fast it compiles, not what it produces,
+while the planner picks it per machine and the build per run (``buildtools.cache.nvcc_threads``,
+which sets it for local builds too). Base dir and hash_dir are set for
 every ccache build already (``buildtools.plan.planner``).
 
 sccache has one read/write mode per server: ``read-only`` makes its local disk level
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from buildtools.cache.nvcc_threads import CCACHE_IGNORE_OPTIONS
 from buildtools.errors import KernloopError
 from buildtools.util.secrets import has_password, redact
 from buildtools.versions import CCACHE_REMOTE_MIN, SCCACHE_REMOTE_MIN, at_least
@@ -288,7 +290,7 @@ def plan_remote(remote: RemoteCache, name: str, version_text: str | None = None,
             "CCACHE_NOREMOTE_ONLY": "true",
             # Keys that match across machines: see the module docstring.
             "CCACHE_COMPILERCHECK": "%compiler% --version",
-            "CCACHE_IGNOREOPTIONS": "--threads=*",
+            "CCACHE_IGNOREOPTIONS": CCACHE_IGNORE_OPTIONS,
         }
         storage_shown = mask_url(remote.url) + ("|read-only" if remote.read_only else "")
         reason = (f"{where}; ccache remote storage {storage_shown} behind the local cache; "

@@ -179,6 +179,14 @@ def _module_checks(obs: Observations) -> list[Finding]:
     return out
 
 
+def _stale_checks(obs: Observations) -> list[Finding]:
+    """What ``import kernloop`` warns about: the build stamp says the sources changed since."""
+    if obs.stale is None:
+        return []
+    return [Finding("modules:stale", "warning", f"kernloop/'s compiled modules are stale: {obs.stale}",
+                    "python -m buildtools build")]
+
+
 def _disk_checks(obs: Observations) -> list[Finding]:
     free = obs.free_bytes
     if free is None:
@@ -199,6 +207,7 @@ def run_checks(facts: Facts, obs: Observations) -> list[Finding]:
         *_tool_checks(facts),
         *tree_checks(obs),
         *_module_checks(obs),
+        *_stale_checks(obs),
         *_disk_checks(obs),
         *lock_checks(obs),
     ]

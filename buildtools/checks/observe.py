@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 from buildtools.checks.observe_tree import FileProblem, StaleProgram, Unwritable
 from buildtools.checks.orphans import LockView
 from buildtools.model import Facts
+from buildtools.run.stamp import stale_reason
 from buildtools.util import proc
 from buildtools.versions import version_tuple
 
@@ -73,6 +74,7 @@ class Observations:
     unwritable: tuple[Unwritable, ...] = ()  # directories the build writes that refuse a new file
     make_program: StaleProgram | None = None  # the build tool the build dir was configured with, gone
     lock: LockView | None = None  # who builds in the build dir (None: no build dir yet)
+    stale: str | None = None  # why kernloop/'s modules are older than their sources (the build stamp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,4 +284,5 @@ def observe(facts: Facts, build_dir: Path, env: Mapping[str, str] | None = None,
         unwritable=tree.unwritable([source_dir, *package, *install_dirs, build_dir]),
         make_program=tree.stale_make_program(cache, env),
         lock=observe_lock(build_dir),
+        stale=stale_reason(source_dir / "kernloop", facts.torch.version if facts.torch else None),
     )

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from buildtools.cli.main import add_source_dir, source_dir_of
+from buildtools.cli.main import add_source_dir, source_dir_of, terminate_as_interrupt
 from buildtools.settings import add_flags, flags_as_env, overrides_help
 
 __all__ = ["register", "run"]
@@ -28,6 +28,8 @@ def register(subparsers: Any) -> None:
                    help="ninja target; 'install' (default) builds everything and installs into the source tree")
     p.add_argument("--clean", action="store_true", help="empty the build directory first")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--explain", action="store_true",
+                   help="say why each TU was rebuilt (ninja -d explain) and what the compiler cache said")
     p.add_argument("--no-progress", action="store_true", help="one line per step instead of a progress bar")
     add_flags(p, "build")
     add_source_dir(p)
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from buildtools.run.build import BuildOptions, run_build, terminate_as_interrupt
+    from buildtools.run.build import BuildOptions, run_build
 
     source_dir = source_dir_of(args, need_cmake=True)
     options = BuildOptions(
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         clean=args.clean,
         progress=False if args.no_progress else None,
+        explain=args.explain,
     )
     env = dict(os.environ)
     env.update(flags_as_env(args, "build"))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from buildtools.errors import EXIT_USER_ERROR, KernloopError
 
-__all__ = ["main", "COMMANDS", "PROJECT_ROOT", "add_source_dir", "source_dir_of", "print_usage"]
+__all__ = ["main", "COMMANDS", "PROJECT_ROOT", "add_source_dir", "source_dir_of", "print_usage", "terminate_as_interrupt"]
 
 # buildtools/ sits in the project root: the default for --source-dir / --project.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,21 @@ def print_usage(parser: argparse.ArgumentParser) -> int:
     """A command group run without its subcommand: its help on stderr, usage-error exit."""
     parser.print_help(sys.stderr)
     return EXIT_USER_ERROR
+
+
+def terminate_as_interrupt() -> None:
+    """Treat SIGTERM and SIGHUP (a closed terminal) like Ctrl-C in a command's main thread: the
+    children run in their own sessions, so without this a ``kill`` or a closed window would end us
+    but leave ninja building. Ctrl-C's path stops ninja, waits for it, and releases the lock."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, handler)
 
 
 def _parser(selected: str | None) -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from buildtools.cli.main import add_source_dir, source_dir_of
+from buildtools.cli.main import add_source_dir, source_dir_of, terminate_as_interrupt
 
 __all__ = ["register", "run"]
 
@@ -31,7 +31,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from buildtools.run.build import terminate_as_interrupt
     from buildtools.run.watch import WatchOptions, watch_loop
 
     rest = list(args.pytest_args or [])

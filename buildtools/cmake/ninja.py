@@ -96,11 +96,11 @@ def ran_between(before: Mapping[str, LogEntry], after: Mapping[str, LogEntry]) -
     return sorted(ran, key=lambda e: (e.start_ms, e.output))
 
 
-_OBJ_SUFFIXES = (".o", ".obj")
+_OBJ_SUFFIXES = (".o", ".obj", ".gch", ".pch")  # objects, and precompiled headers (CMake's cmake_pch.hxx.gch)
 
 
 def is_translation_unit(output: str) -> bool:
-    """An object file, i.e. one compiled translation unit."""
+    """An object file or a precompiled header, i.e. one compiled translation unit."""
     return output.endswith(_OBJ_SUFFIXES)
 
 

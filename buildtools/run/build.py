@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -30,22 +29,24 @@ from buildtools.cache import dist, dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
 from buildtools.cache.remote import secret_environment
-from buildtools.cmake import ninja
+from buildtools.cmake import explain, ninja
 from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
+from buildtools.run import distributed, lone_tu, stamp
+from buildtools.run.distributed import without_token as _without_token
 from buildtools.run import state as build_state
 from buildtools.run.install import InstalledFile, InstallFailed, install_atomically
 from buildtools.run.log import BuildLog
 from buildtools.run.progress import Progress
 from buildtools.run.result import BuildResult, failure_text
 from buildtools.run.state import PresetWriter, write_presets
-from buildtools.settings import BY_NAME, DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
+from buildtools.settings import BY_NAME
 from buildtools.util import proc
 from buildtools.util.lock import BuildLock, waiting_notice
 
-__all__ = ["BuildOptions", "Build", "LOG_NAME", "run_build", "terminate_as_interrupt"]
+__all__ = ["BuildOptions", "Build", "LOG_NAME", "run_build"]
 
 LOG_NAME = "kernloop-build.log"
 _WARNING_RE = re.compile(r"(?:^|\s)warning(?: #\d+-D)?: ", re.IGNORECASE)
@@ -59,21 +60,7 @@ class BuildOptions:
     clean: bool = False
     progress: bool | None = None  # None: a bar on a terminal, lines otherwise
     lock_timeout_s: float | None = None
-
-
-def terminate_as_interrupt() -> None:
-    """Treat SIGTERM and SIGHUP (a closed terminal) like Ctrl-C in a command's main thread: the
-    children run in their own sessions, so without this a ``kill`` or a closed window would end us
-    but leave ninja building. Ctrl-C's path stops ninja, waits for it, and releases the lock."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
-
-        def handler(signum: int, frame: Any) -> None:
-            raise KeyboardInterrupt
-
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, handler)
+    explain: bool = False  # why each TU was rebuilt (ninja -d explain) and what the cache said
 
 
 def _detect_facts(source_dir: Path, env: Mapping[str, str]) -> Facts:
@@ -86,13 +73,15 @@ class Build:
     """One build of one preset: the steps in order, each recording what it did in ``steps``."""
 
     def __init__(self, options: BuildOptions, *, out: TextIO, env: Mapping[str, str],
-                 detect: Callable[[Path, Mapping[str, str]], Facts], write_presets: PresetWriter) -> None:
+                 detect: Callable[[Path, Mapping[str, str]], Facts] | None, write_presets: PresetWriter) -> None:
         self.options = options
         self.out = out
         # The presets name a shared cache's password as $env{NAME}: set it for this build only.
-        secrets = secret_environment(env.get(BY_NAME["remote_cache"].env))
-        self.env = {**secrets, **env}
-        self.detect = detect
+        self.env = {**secret_environment(env.get(BY_NAME["remote_cache"].env)), **env}
+        # The real detector's facts are cached in the build dir, keyed on what they were read from;
+        # a detector passed in (a front end's, a test's) runs every time.
+        self.detect = detect or _detect_facts
+        self._cache_facts = detect is None
         self.write_presets = write_presets
         self.source_dir = Path(os.path.abspath(options.source_dir))
         self.start = time.monotonic()
@@ -106,6 +95,10 @@ class Build:
         self._lock_fd: int | None = None  # inherited by cmake, ninja and the compilers
         self._dist: dist_runtime.DistProbe | None = None
         self._remote_down = False  # the shared cache was unreachable when the distributed client started
+        self._explained: tuple[explain.Explained, ...] | None = None  # with options.explain
+        self._sccache: str | None = None  # the toolchain's sccache (distributed compile)
+        self._inputs: list[list[Any]] = []
+        self._torch: str | None = None
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -124,10 +117,13 @@ class Build:
             build_state.clean_build_dir(self.build_dir)
             self.steps.append("clean: build dir emptied")
         state = build_state.read_state(self.build_dir)
-        facts, fingerprint = self._presets(state)
+        cmake_path, fingerprint = self._presets(state)
+        # What the modules are built from, as the build begins (an edit during it makes them stale).
+        self._inputs = stamp.snapshot(self.source_dir)
+        self._torch = (fingerprint.get("torch") or [None])[0]
         preset = self.preset
         assert preset is not None  # _presets() made sure
-        cmake = str(facts.cmake.path) if facts.cmake else "cmake"
+        cmake = cmake_path or "cmake"
         self._log.open()
         try:
             reason = build_state.configure_reason(self.build_dir, state, preset, fingerprint)
@@ -137,24 +133,50 @@ class Build:
                 if failure is not None:
                     return failure
                 state = {**state, "configured": {"fingerprint": fingerprint, "preset": preset.digest}}
+                state.pop("installed", None)  # a new configure may install other files
                 build_state.write_state(self.build_dir, state)
             else:
                 self.steps.append("configure: not needed")
-            return self._build_and_install(cmake, preset)
+            return self._build_and_install(cmake, preset, state)
         finally:
             self._log.close()
 
-    def _presets(self, state: dict[str, Any]) -> tuple[Facts, dict[str, Any]]:
+    def _toolchain(self) -> build_state.Toolchain:
+        """The toolchain facts: from the build dir's record while nothing they were read from has
+        changed (a stat per file, no subprocess), else detected and recorded."""
+        why = "a detector was passed in"
+        if self._cache_facts:
+            cached, why = build_state.cached_toolchain(self.build_dir, self.env)
+            if cached is not None:
+                return cached
+        started = time.time_ns()
+        facts = self.detect(self.source_dir, self.env)
+        self._remember(facts, started)
+        return build_state.toolchain_of(facts, f"ran ({why})")
+
+    def _remember(self, facts: Facts, started_ns: int) -> None:
+        if not self._cache_facts:
+            return
+        from buildtools.plugins.spec import BUILTINS, discover
+
+        if facts.extra or len(discover()) != len(BUILTINS):  # a plugin's facts may come from anywhere
+            build_state.forget_toolchain(self.build_dir)
+            return
+        build_state.remember_toolchain(self.build_dir, facts, self.env, started_ns)
+
+    def _presets(self, state: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """Rewrite the presets only when what shapes them changed; the state records it at once,
         before configure, so an interrupted configure never leaves presets the state does not
-        describe. Returns (facts, fingerprint)."""
-        facts = self.detect(self.source_dir, self.env)
-        fingerprint = build_state.facts_fingerprint(facts, self.env)
+        describe. Returns (the cmake to run, fingerprint)."""
+        toolchain = self._toolchain()
+        self.steps.append(f"detect: {toolchain.detected}")
+        fingerprint = build_state.fingerprint_of(toolchain, self.env, self.source_dir)
         why = build_state.presets_reason(state, fingerprint)
-        replan = self._dist_replan(facts) if self.preset is not None else None
+        self._sccache = (toolchain.fingerprint.get("sccache") or [None])[0]
+        replan = self._dist_replan() if self.preset is not None else None
         if self.preset is not None and why is None and replan is None:
             self.steps.append("presets: up to date")
-            return facts, fingerprint
+            return toolchain.cmake, fingerprint
         name = self.options.preset
         if self.preset is None:
             why = f"no preset {name!r} yet"
@@ -163,7 +185,9 @@ class Build:
         state_before, fingerprint_before = dict(state), fingerprint
         if "platform" not in previous and read_cmake_cache(self.build_dir).get("KERNLOOP_ENABLE_CUDA") == "ON":
             previous["platform"] = "cuda"  # configured by hand, or by a release that did not record it
+        started = time.time_ns()
         written = self.write_presets(self.source_dir, self.env, self.say, previous)
+        self._remember(written.facts, started)
         fingerprint = build_state.facts_fingerprint(written.facts, self.env)
         state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha}
         build_state.write_state(self.build_dir, state)
@@ -177,7 +201,7 @@ class Build:
         changed = build_state.what_changed(state_before, fingerprint_before)
         self.steps.append(f"presets: {'rewritten' if written.changed else 'regenerated, no change'} ({why})"
                           + (f"; what changed: {changed}" if changed else ""))
-        return written.facts, fingerprint
+        return str(written.facts.cmake.path) if written.facts.cmake else None, fingerprint
 
     def _configure(self, cmake: str, preset: ResolvedPreset, reason: str, fresh: bool) -> BuildResult | None:
         argv = [cmake, "--preset", preset.name] + (["--fresh"] if fresh else [])
@@ -196,66 +220,38 @@ class Build:
         given = {**self.env, **preset.environment} if preset is not None and preset.has_build_preset else self.env
         return _without_token(expand_env_macros(given, given))
 
-    def _dist_replan(self, facts: Facts) -> str | None:
-        """Why the presets must be planned again for distributed compile (None: they need not):
-        it was turned on or off, or the cluster they were planned for is no longer usable (then
-        the new plan is the local one). Otherwise the client is made ready for the build here."""
+    def _dist_replan(self, facts: Facts | None = None) -> str | None:
         assert self.preset is not None
-        asked = dist_request(Overrides.from_sources(env=self.env), load_config(self.source_dir))
-        have = self.preset.environment.get(dist.SCHEDULER_VAR)
-        if asked is None:
-            return "distributed compile turned off" if have else None
-        if have != asked[0]:
-            return f"distributed compile on {asked[0]} asked for"
-        return None if self._dist_prepare(facts, asked[0]) else f"the cluster behind {asked[0]} is not usable now"
+        if facts is not None:  # the caller's facts name the sccache (else the toolchain's, recorded)
+            self._sccache = str(facts.sccache.path) if facts.sccache else None
+        return distributed.replan_reason(self.preset, self.env, self.source_dir, self._dist_prepare)
 
-    def _dist_prepare(self, facts: Facts, scheduler: str) -> bool:
-        """Start (or reuse) the sccache client with the build's environment and wait (bounded) for
-        the scheduler. False when the cluster cannot be used; a wrong token raises."""
-        from buildtools.session import dist_client
+    def _dist_prepare(self, scheduler: str) -> bool:
+        probe, remote_down = distributed.prepare(Path(self._sccache) if self._sccache else None, self.source_dir,
+                                                 scheduler, self.env, self._compiler_env(), self.say)
+        self._dist = probe
+        self._remote_down = self._remote_down or remote_down
+        return probe is not None
 
-        client = dist_client(facts, scheduler, self.env)
-        if client is None:
-            return False
-        token, token_source = dist_token(self.env)
-        if dist_runtime.reach(scheduler) is not None:
-            return False
-        refused = dist_runtime.check_token(scheduler, token)
-        if refused is not None:
-            raise KernloopError(f"scheduler {scheduler}: {refused} from {token_source}",
-                                f"give that scheduler's client token in {token_source.split('=')[0]}")
-        client.write_config(token)
-        env = self._compiler_env()
-        endpoint = remote_runtime.endpoint_from_env("sccache", env)  # a shared cache that is down
-        why = remote_runtime.probe(endpoint) if endpoint is not None else None  # would stall every compile
-        if endpoint is not None and why is not None:
-            self.say(f"warning: shared cache {endpoint.description} unreachable ({why}): building with the local "
-                     "cache only")
-            env = {k: v for k, v in env.items() if k not in endpoint.variables}
-            self._remote_down = True
-        client.start(env)
-        status = client.wait(env)
-        if isinstance(status, str):
-            return False
-        self._dist = dist_runtime.DistProbe(client, env, *status)
-        return True
-
-    def _build_and_install(self, cmake: str, preset: ResolvedPreset) -> BuildResult:
+    def _build_and_install(self, cmake: str, preset: ResolvedPreset, state: dict[str, Any]) -> BuildResult:
         cache_vars = read_cmake_cache(self.build_dir)
         launcher = cache_vars.get("CMAKE_CXX_COMPILER_LAUNCHER") or cache_vars.get("CMAKE_CUDA_COMPILER_LAUNCHER")
         probe = ccache.probe_for(launcher, self.build_dir)
         scheduler = preset.environment.get(dist.SCHEDULER_VAR) if preset.has_build_preset else None
-        if scheduler and self._dist is None and not self._dist_prepare(self.detect(self.source_dir, self.env), scheduler):
+        if scheduler and self._dist is None and not self._dist_prepare(scheduler):
             self.say(f"warning: distributed compile on {scheduler}: the cluster is not usable now; "
                      "sccache compiles locally")
         if probe is not None:
             if self._dist is not None:
                 probe.server_env = self._dist.env
             self._shared_cache(probe, self._compiler_env(), restart=self._dist is None)
-        build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {})}
         target = "all" if self.options.target == "install" else self.options.target
+        build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {}),
+                     **self._device_threads(cache_vars, target, state)}
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
         argv = [cmake, "--build", *where, "--target", target]
+        if self.options.explain:
+            argv += ["--", *explain.EXPLAIN_ARGS]
         before = ninja.read_log(self.build_dir / ".ninja_log")
         if probe:
             probe.begin()
@@ -272,10 +268,13 @@ class Build:
             rc = self._stream(argv, build_env, also=on_status)
         finally:
             progress.clear()
-        ran = tuple(ninja.ran_between(before, ninja.read_log(self.build_dir / ".ninja_log")))
+        after = ninja.read_log(self.build_dir / ".ninja_log")
+        ran = tuple(ninja.ran_between(before, after))
         stats = probe.end() if probe else None
         distributed = self._dist.end() if self._dist is not None else None
-        warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith("@@kl"))
+        if self.options.explain:
+            self._explained = self._explain(ran, probe)
+        warnings = sum(1 for line in self.lines if _WARNING_RE.search(line) and not line.startswith(("@@kl", "ninja explain")))
         if rc != 0:
             return self._failed(f"build failed (cmake --build exited {rc})", ran, stats, warnings, distributed)
         self.steps.append(f"build: {' '.join(argv[1:])}")
@@ -283,6 +282,11 @@ class Build:
         installed: tuple[InstalledFile, ...] = ()
         if self.options.target == "install":
             prefix = Path(read_cmake_cache(self.build_dir).get("CMAKE_INSTALL_PREFIX") or self.source_dir)
+            current = None if ran else build_state.install_current(state, prefix, after)
+            if current is not None:  # nothing built, the installed files are the ones last installed
+                installed = tuple(InstalledFile(p, False) for p in current)
+                self.steps.append(f"install: up to date ({prefix})")
+                return self._done(ran, stats, installed, warnings, distributed)
             self.lines.clear()
             try:
                 installed = install_atomically(cmake, self.build_dir, prefix, env=_without_token(self.env),
@@ -294,11 +298,31 @@ class Build:
             except KernloopError as exc:  # the package dir would not take the files
                 return self._failed(f"install failed: {exc.one_line().removeprefix('error: ')}", ran, stats, warnings,
                                     distributed, diagnose=False)
+            build_state.record_install(state, prefix, tuple(f.path for f in installed), after)
+            build_state.write_state(self.build_dir, state)
             self.steps.append(f"install: into {prefix}")
-        return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, installed, None, warnings, distributed)
+        return self._done(ran, stats, installed, warnings, distributed)
 
-    # -- helpers -------------------------------------------------------------------------------
+    def _device_threads(self, cache_vars: Mapping[str, str], target: str, state: dict[str, Any]) -> dict[str, str]:
+        """nvcc --threads for this run when only a few TUs are dirty (a no-op stays one ninja call)."""
+        digest = build_state.inputs_digest(self._inputs)
+        unchanged, state["inputs"] = state.get("inputs") == digest, digest
+        env, step = lone_tu.device_threads(cache_vars, target, self.build_dir, self.env, unchanged)
+        if step:
+            self.steps.append(step)
+        return env
+
+    def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,
+              installed: tuple[InstalledFile, ...], warnings: int,
+              distributed: dist_runtime.DistCounts | None) -> BuildResult:
+        stamp.write_stamps(self.source_dir, (f.path for f in installed), self._inputs, self._torch)
+        return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
+                           tuple(self.steps), ran, stats, installed, None, warnings, distributed, self._explained)
+
+    def _explain(self, ran: tuple[ninja.LogEntry, ...], probe: ccache.CacheProbe | None) -> tuple[explain.Explained, ...]:
+        """Why each TU that ran was rebuilt, and the compiler cache's result for it."""
+        by_input = probe.by_input() if probe is not None else None
+        return explain.explain_run(ran, self.lines, self.source_dir, self.build_dir, by_input)
 
     def _record(self, line: str) -> None:
         self._log.write(line)
@@ -322,7 +346,8 @@ class Build:
         """A failed step: its headline with the first real error of its output on the same line."""
         diag = ninja.first_error(self.lines) if diagnose else None
         return BuildResult(False, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings, distributed)
+                           tuple(self.steps), ran, stats, (), failure_text(headline, diag), warnings, distributed,
+                           self._explained)
 
     def _with_log_problem(self, result: BuildResult) -> BuildResult:
         """A build whose log could not be written fails, and says why (the disk, mostly)."""
@@ -348,21 +373,16 @@ class Build:
             probe.remote += ", unreachable: not used"
 
 
-def _without_token(env: Mapping[str, str]) -> dict[str, str]:
-    """What cmake, ninja and the compilers get: not the distributed-compile token (it is in the
-    client's config; nothing they run needs it or should be able to log it)."""
-    return {k: v for k, v in env.items() if k not in DIST_TOKEN_VARS}
-
-
 def run_build(
     options: BuildOptions,
     *,
     out: TextIO | None = None,
     env: Mapping[str, str] | None = None,
-    detect: Callable[[Path, Mapping[str, str]], Facts] = _detect_facts,
+    detect: Callable[[Path, Mapping[str, str]], Facts] | None = None,
     write_presets: PresetWriter = write_presets,
 ) -> BuildResult:
-    """Run one build. Returns its result (``ok`` False on a failed configure/build/install);
+    """Run one build (``detect`` None: the real detector, its facts cached in the build dir).
+    Returns its result (``ok`` False on a failed configure/build/install);
     raises KernloopError for a setup problem the user must fix first."""
     return Build(options, out=out or sys.stderr, env=os.environ if env is None else env, detect=detect,
                  write_presets=write_presets).run()

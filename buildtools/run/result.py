@@ -9,6 +9,7 @@ from typing import Any
 from buildtools.cache import dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cmake import ninja
+from buildtools.cmake.explain import Explained
 from buildtools.run.install import InstalledFile
 
 __all__ = ["BuildResult", "failure_text"]
@@ -39,6 +40,7 @@ class BuildResult:
     failure: str | None = None  # what to show when not ok
     warnings: int = 0
     distributed: dist_runtime.DistCounts | None = None  # with distributed compile
+    explain: tuple[Explained, ...] | None = None  # with --explain: why each TU was rebuilt
 
     @property
     def rebuilt_sources(self) -> tuple[str, ...]:
@@ -63,6 +65,8 @@ class BuildResult:
             lines.append(f"  {self.distributed.describe()}")
             if (dist_warning := self.distributed.warning()) is not None:
                 lines.append(f"warning: {dist_warning}")
+        if self.explain is not None:
+            lines += [f"  why: {e.line()}" for e in self.explain]
         slow = ninja.slowest(self.ran, 5)
         if slow and len(tus) > 1:
             lines.append("  slowest TUs: " + ", ".join(f"{ninja.source_of(e.output)} {e.duration_ms / 1000:.1f}s" for e in slow))
@@ -102,4 +106,6 @@ class BuildResult:
                 **self.distributed.to_json(), "warning": self.distributed.warning()},
             "failure": self.failure,
             "warnings": self.warnings,
+            **({} if self.explain is None else {"explain": [
+                {"output": e.output, "source": e.source, "reason": e.reason, "cache": e.cache} for e in self.explain]}),
         }

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,10 +26,20 @@ from buildtools.settings import OVERRIDE_ENV_VARS, load_config
 from buildtools.util import fileio
 from buildtools.util.lock import LOCK_FILES
 from buildtools.util.secrets import redact
+from buildtools.util.stamp import env_digest, key_changes, stat_key
 
 __all__ = [
     "STATE_NAME",
     "facts_fingerprint",
+    "Toolchain",
+    "toolchain_of",
+    "fingerprint_of",
+    "cached_toolchain",
+    "remember_toolchain",
+    "forget_toolchain",
+    "record_install",
+    "inputs_digest",
+    "install_current",
     "presets_reason",
     "what_changed",
     "cache_damaged",
@@ -44,6 +55,11 @@ __all__ = [
 ]
 
 STATE_NAME = ".kernloop-state.json"
+FACTS_NAME = ".kernloop-facts.json"  # the toolchain facts of the last detection, with their stat key
+_FACTS_FORMAT = 1
+# Bumped when the presets this release writes change shape for the same facts (2: the nvcc
+# --threads launcher, CCACHE_IGNOREOPTIONS): the next build rewrites them once after an upgrade.
+PLAN_FORMAT = 2
 
 
 def _settings(source_dir: Path) -> dict[str, Any]:
@@ -57,15 +73,20 @@ def _settings(source_dir: Path) -> dict[str, Any]:
     return config
 
 
-def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
-    """Everything that shapes the presets: toolchain, build tools, settings, overrides. Cores/RAM are
-    left out on purpose: they wobble from run to run, and a stale job count is harmless where a
-    stale nvcc path is not. No secret is kept (URL passwords are masked)."""
+@dataclass(frozen=True)
+class Toolchain:
+    """What a build takes from detection: the facts' part of the fingerprint, and the cmake to run."""
 
+    fingerprint: Mapping[str, Any]  # facts_fingerprint without the overrides and the settings
+    cmake: str | None
+    detected: str = "ran"  # how the build got it: "ran (why)" or "cached"
+
+
+def toolchain_of(facts: Facts, detected: str = "ran") -> Toolchain:
     def prog(p: Any) -> list[str] | None:
         return None if p is None else [str(p.path), str(p.version)]
 
-    fingerprint = {
+    fingerprint: dict[str, Any] = {
         "python": [str(facts.python.executable), facts.python.version],
         "torch": None if facts.torch is None else [facts.torch.version, str(facts.torch.root), facts.torch.cuda],
         "nvcc": None if facts.nvcc is None else [str(facts.nvcc.path), facts.nvcc.version],
@@ -73,12 +94,78 @@ def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
         "ninja": prog(facts.ninja),
         "ccache": prog(facts.ccache),
         "sccache": prog(facts.sccache),
-        "overrides": {k: redact(env[k]) for k in OVERRIDE_ENV_VARS if str(env.get(k, "")).strip()},
-        "settings": _settings(facts.source_dir),
     }
     if facts.extra:  # a platform plugin's toolchain (e.g. hipcc) shapes the presets like nvcc does
         fingerprint["platforms"] = to_jsonable(facts.extra)
-    return fingerprint
+    return Toolchain(fingerprint, str(facts.cmake.path) if facts.cmake else None, detected)
+
+
+def fingerprint_of(toolchain: Toolchain, env: Mapping[str, str], source_dir: Path) -> dict[str, Any]:
+    """The toolchain's facts plus what is read afresh every build: overrides and settings."""
+    return {
+        **toolchain.fingerprint,
+        "plan_format": PLAN_FORMAT,
+        "overrides": {k: redact(env[k]) for k in OVERRIDE_ENV_VARS if str(env.get(k, "")).strip()},
+        "settings": _settings(source_dir),
+    }
+
+
+def facts_fingerprint(facts: Facts, env: Mapping[str, str]) -> dict[str, Any]:
+    """Everything that shapes the presets: toolchain, build tools, settings, overrides. Cores/RAM are
+    left out on purpose: they wobble from run to run, and a stale job count is harmless where a
+    stale nvcc path is not. No secret is kept (URL passwords are masked)."""
+    return fingerprint_of(toolchain_of(facts), env, facts.source_dir)
+
+
+def cached_toolchain(build_dir: Path, env: Mapping[str, str]) -> tuple[Toolchain | None, str]:
+    """The toolchain of the last detection in ``build_dir`` while nothing it was read from has
+    changed (by stat, see ``buildtools.detect.sources``), else (None, why it must run again)."""
+    try:
+        data = json.loads((build_dir / FACTS_NAME).read_text())
+    except FileNotFoundError:
+        return None, "no facts recorded yet"
+    except (OSError, ValueError):
+        return None, "the recorded facts are unreadable"
+    if not isinstance(data, dict) or data.get("format") != _FACTS_FORMAT or not isinstance(data.get("toolchain"), dict):
+        return None, "the recorded facts are from another release"
+    rule = data.get("env_rule") or {}
+    if data.get("env") != env_digest({**env, "<python>": sys.executable}, rule.get("names", ()), rule.get("prefixes", ())):
+        return None, "the environment changed"
+    changed = key_changes(data.get("key") or [])
+    if changed is not None:
+        return None, f"{changed} changed"
+    return Toolchain(data["toolchain"], data.get("cmake"), "cached"), ""
+
+
+def remember_toolchain(build_dir: Path, facts: Facts, env: Mapping[str, str], started_ns: int,
+                       fallbacks: tuple[Path, ...] | None = None) -> bool:
+    """Record the toolchain of ``facts`` (detected from ``started_ns`` on, ``time.time_ns()``) with
+    the stat key of everything it was read from. A file modified since detection began (or a
+    second before: coarse timestamps) may have changed under it, so then nothing is recorded and
+    the next build detects again -- git's "racy" rule. True when recorded."""
+    from buildtools.detect.sources import env_rule, fact_paths
+
+    if not build_dir.is_dir():
+        return False
+    key = stat_key(fact_paths(facts, env, fallbacks))
+    if any(st is not None and st[0] >= started_ns - 1_000_000_000 for _, st in key):
+        forget_toolchain(build_dir)
+        return False
+    toolchain = toolchain_of(facts)
+    rule = env_rule()
+    rule["names"].append("<python>")
+    digest = env_digest({**env, "<python>": sys.executable}, rule["names"], rule["prefixes"])
+    data = {"format": _FACTS_FORMAT, "env_rule": rule, "env": digest, "key": key,
+            "toolchain": toolchain.fingerprint, "cmake": toolchain.cmake}
+    try:
+        fileio.atomic_write_text(build_dir / FACTS_NAME, json.dumps(data, indent=1))
+    except (OSError, KernloopError):
+        return False  # only a cache: the next build detects again
+    return True
+
+
+def forget_toolchain(build_dir: Path) -> None:
+    (build_dir / FACTS_NAME).unlink(missing_ok=True)
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -132,6 +219,37 @@ def needs_fresh(build_dir: Path, state: Mapping[str, Any], fingerprint: Mapping[
     configured = state.get("configured", state)
     previous = configured.get("fingerprint")
     return cache_damaged(build_dir) or (bool(previous) and previous != fingerprint)
+
+
+def _outputs_digest(log: Mapping[str, Any]) -> str:
+    """What ninja last built, from its log (``output -> LogEntry``); CMake's utility targets
+    (``install.util``: a plain ``--target install`` run) build nothing that is installed."""
+    items = sorted((out, e.mtime, e.cmdhash) for out, e in log.items() if not out.endswith(".util"))
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
+
+
+def inputs_digest(snapshot: Any) -> str:
+    """A hash of the watched sources' snapshot (``buildtools.run.stamp.snapshot``)."""
+    return hashlib.sha256(repr(snapshot).encode()).hexdigest()[:32]
+
+
+def record_install(state: dict[str, Any], prefix: Path, files: tuple[Path, ...], log: Mapping[str, Any]) -> None:
+    """After an install: what it installed with the stat of each file, and what ninja had built
+    (``log``: ``.ninja_log`` read after the build), for :func:`install_current`."""
+    state["installed"] = {"prefix": str(prefix), "outputs": _outputs_digest(log),
+                          "key": stat_key([str(f) for f in files])}
+
+
+def install_current(state: Mapping[str, Any], prefix: Path, log: Mapping[str, Any]) -> tuple[Path, ...] | None:
+    """The installed files when the last install into ``prefix`` is still what the build dir
+    holds: ninja has built nothing since (same log) and every installed file is the one that
+    install wrote (same stat). None: install again."""
+    record = state.get("installed")
+    if not isinstance(record, Mapping) or record.get("prefix") != str(prefix) or not record.get("key"):
+        return None
+    if record.get("outputs") != _outputs_digest(log) or key_changes(record["key"]) is not None:
+        return None
+    return tuple(Path(entry[0]) for entry in record["key"])
 
 
 def clean_build_dir(build_dir: Path) -> None:

