@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ def test_a_real_glue_edit_rebuilds_that_tu_not_the_pch(checkout):
     build_dir = src / "cmake-build-release"
     before = ninja.read_log(build_dir / ".ninja_log")
     ops = src / "csrc" / "ops.cpp"
-    ops.write_text(ops.read_text() + "\nnamespace { [[maybe_unused]] constexpr int kernloop_pch_test_edit = 1; }\n")
+    nonce = time.time_ns()  # never compiled before: the user's compiler cache cannot serve it
+    ops.write_text(ops.read_text() + f"\nnamespace {{ [[maybe_unused]] constexpr long kPchTestEdit{nonce} = {nonce}; }}\n")
     rc, summary, err = build(src, env)
     assert rc == 0, err
     ran = sorted(e.output for e in ninja.ran_between(before, ninja.read_log(build_dir / ".ninja_log")))
