@@ -211,3 +211,10 @@ def test_wheel_dependencies_are_what_kernloop_imports() -> None:
     assert third_party == {"torch"}  # torch is deliberately undeclared: pip must not replace the build's torch
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert declared == []
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # pytest (rootdir conftest, no packages) imports test modules by basename: two of one name
+    # in different folders stop the whole run at collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
