@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import shutil
 import socket
-import time
 from pathlib import Path
 
 from buildtools.cache import dist_runtime

@@ -34,6 +34,7 @@ from bench import gpu_ops, p1_edit, p1g_glue, p2_noop, p3_cold, p4_warm_cache, p
 from bench.harness import BenchConfig, Figure, Progress  # noqa: E402
 from bench.report import machine_from_facts, render_figure, render_text, to_json  # noqa: E402
 from bench.workspace import Workspace  # noqa: E402
+from buildtools.cli.main import positive_int  # noqa: E402
 from buildtools.errors import EXIT_USER_ERROR, KernloopError  # noqa: E402
 from buildtools.settings import Overrides  # noqa: E402
 
@@ -45,25 +46,15 @@ FIGURES: dict[str, ModuleType] = {m.KEY: m for m in (p6_presets, p2_noop, p1_edi
 SMOKE_ARCH = "9.0"
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--figures", default=",".join(FIGURES), metavar="P1,P2,...",
                    help=f"which figures, comma-separated (default: all: {','.join(FIGURES)})")
-    p.add_argument("--runs", type=_positive, help="runs of each cheap measurement (default 5; --quick 3)")
-    p.add_argument("--cold-runs", type=_positive, help="full cold builds for P3 (kernloop) and P5 (default 2; --quick 1)")
-    p.add_argument("--variant-runs", type=_positive, default=1,
+    p.add_argument("--runs", type=positive_int, help="runs of each cheap measurement (default 5; --quick 3)")
+    p.add_argument("--cold-runs", type=positive_int, help="full cold builds for P3 (kernloop) and P5 (default 2; --quick 1)")
+    p.add_argument("--variant-runs", type=positive_int, default=1,
                    help="builds of the torch-heavy vLLM-style TU for P1 and P3 (default 1: each takes minutes)")
     p.add_argument("--quick", action="store_true",
                    help="the vLLM-style TU for one arch (9.0) instead of torch's default list; fewer runs")

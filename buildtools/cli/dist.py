@@ -7,20 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from buildtools.cli.main import PROJECT_ROOT, print_usage
+from buildtools.cli.main import PROJECT_ROOT, positive_int, print_usage
 from buildtools.errors import KernloopError
 
 __all__ = ["register"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -37,8 +27,8 @@ def register(subparsers: Any) -> None:
         s.add_argument("--dir", type=Path, metavar="DIR",
                        help="where configs, logs, PIDs and build dirs go (default: ~/.cache/kernloop/dist/cluster)")
         if name == "up":
-            s.add_argument("--servers", type=_positive, default=1, metavar="N", help="build servers (default 1)")
-            s.add_argument("--port", type=_positive, metavar="PORT",
+            s.add_argument("--servers", type=positive_int, default=1, metavar="N", help="build servers (default 1)")
+            s.add_argument("--port", type=positive_int, metavar="PORT",
                            help="the scheduler's port; servers take the next N (default 10600)")
         if name == "status":
             s.add_argument("--json", action="store_true", help="print the cluster as JSON")

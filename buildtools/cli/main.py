@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from buildtools.errors import EXIT_USER_ERROR, KernloopError
 
-__all__ = ["main", "COMMANDS", "PROJECT_ROOT", "add_source_dir", "source_dir_of", "print_usage", "terminate_as_interrupt"]
+__all__ = ["main", "COMMANDS", "PROJECT_ROOT", "add_source_dir", "source_dir_of", "print_usage", "terminate_as_interrupt",
+           "positive_int"]
 
 # buildtools/ sits in the project root: the default for --source-dir / --project.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,17 @@ def source_dir_of(args: argparse.Namespace, *, need_cmake: bool = False) -> Path
     elif not source_dir.is_dir():
         raise KernloopError(f"--source-dir {source_dir}: no such directory", "pass the project root")
     return source_dir
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts: a whole number >= 1, else argparse's usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def print_usage(parser: argparse.ArgumentParser) -> int:
