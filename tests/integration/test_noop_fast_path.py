@@ -97,13 +97,13 @@ def test_a_new_nvcc_on_path_is_noticed(tree):
     try:
         summary = _build(src, env)
         assert summary["steps"]["detect"] == f"ran ({bin_dir} changed)"
-        assert summary["steps"]["presets"].startswith("rewritten (toolchain changed; what changed: nvcc")
+        assert summary["steps"]["presets"].startswith("rewritten (toolchain changed); what changed: nvcc")
         assert str(toolkit / "nvcc") in (src / "CMakeUserPresets.json").read_text()
     finally:
         (bin_dir / "nvcc").unlink()
     _settle()
     summary = _build(src, env)
-    assert summary["steps"]["presets"].startswith("rewritten (toolchain changed; what changed: nvcc")
+    assert summary["steps"]["presets"].startswith("rewritten (toolchain changed); what changed: nvcc")
     assert str(toolkit / "nvcc") not in (src / "CMakeUserPresets.json").read_text()
 
 
@@ -116,18 +116,18 @@ def test_a_new_torch_on_sys_path_is_noticed(tree):
     try:
         summary = _build(src, env)
         assert summary["steps"]["detect"] == f"ran ({site} changed)"
-        assert "(toolchain changed; what changed: torch" in summary["steps"]["presets"]
+        assert "(toolchain changed); what changed: torch" in summary["steps"]["presets"]
         _settle()
         assert _build(src, env)["steps"]["detect"] == "ran (no facts recorded yet)"  # they were new: not kept
         assert _build(src, env)["steps"]["detect"] == "cached"
         (torch_dir / "version.py").write_text("__version__ = '2.99.1+cu130'\ncuda = '13.0'\nhip = None\n")
         summary = _build(src, env)  # an upgrade in place: the same dir, a new version.py
         assert summary["steps"]["detect"] == f"ran ({torch_dir / 'version.py'} changed)"
-        assert "(toolchain changed; what changed: torch" in summary["steps"]["presets"]
+        assert "(toolchain changed); what changed: torch" in summary["steps"]["presets"]
     finally:
         shutil.rmtree(torch_dir)
     summary = _build(src, env)
-    assert "(toolchain changed; what changed: torch" in summary["steps"]["presets"]
+    assert "(toolchain changed); what changed: torch" in summary["steps"]["presets"]
 
 
 def test_an_override_and_a_pyproject_setting_are_noticed(tree):
@@ -137,7 +137,7 @@ def test_an_override_and_a_pyproject_setting_are_noticed(tree):
     assert _build(src, env)["steps"]["detect"] == "cached"
     summary = _build(src, {**env, "KERNLOOP_RAM_BUDGET": "3G"})
     assert summary["steps"]["detect"] == "ran (the environment changed)"
-    assert summary["steps"]["presets"].endswith("(toolchain changed; what changed: overrides)")
+    assert summary["steps"]["presets"].endswith("(toolchain changed); what changed: overrides")
     _settle()
     _build(src, env)
     _settle()
@@ -145,4 +145,4 @@ def test_an_override_and_a_pyproject_setting_are_noticed(tree):
     pyproject.write_text(pyproject.read_text() + "\n[tool.buildtools]\nmax-nvcc-threads = 1\n")
     summary = _build(src, env)
     assert summary["steps"]["detect"] == "cached"  # the settings are read afresh every build
-    assert summary["steps"]["presets"].endswith("(toolchain changed; what changed: settings)")
+    assert summary["steps"]["presets"].endswith("(toolchain changed); what changed: settings")
