@@ -13,9 +13,7 @@ distribution, and a projection to K remote CPUs.
 """
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 from pathlib import Path
 
 from buildtools.cache import dist_runtime
@@ -35,19 +33,7 @@ CPP_TU = "csrc/ops.cpp"  # torch glue: the most preprocessed text to ship
 SMOKE_TU = "csrc/cpu/activation.cpp"
 
 
-def _free_base(n: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        free = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    free = False
-        if free:
-            return base
-    raise KernloopError("P9: no free loopback ports for the cluster")
+_free_base = dist_cluster.free_port_base
 
 
 def _client(ws: Workspace, c: dist_cluster.Cluster, name: str, env: dict[str, str]) -> dist_runtime.Client:

@@ -26,7 +26,7 @@ from buildtools.errors import KernloopError
 from buildtools.util import proc
 
 __all__ = ["Cluster", "DEFAULT_PORT", "default_dir", "find_sccache_dist", "check_environment", "up", "read", "down",
-           "alive"]
+           "alive", "free_port_base"]
 
 DEFAULT_PORT = 10600  # the scheduler; build servers take the next ports
 STATE = "cluster.json"
@@ -80,6 +80,17 @@ def _port_taken(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port_base(n: int, tries: int = 200) -> int:
+    """A port P with P .. P+n-1 all free on 127.0.0.1 (a scheduler and its servers, a client)."""
+    import random
+
+    for _ in range(tries):
+        base = random.randint(20000, 40000)
+        if not any(_port_taken(p) for p in range(base, base + n)):
+            return base
+    raise KernloopError(f"no {n} free loopback ports in a row", "pass --port PORT with free ports")
 
 
 def check_environment(servers: int, port: int, *, source_dir: Path | None = None, where: Path | None = None) -> tuple[Path, str]:

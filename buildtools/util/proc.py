@@ -29,6 +29,16 @@ class Result:
         return self.returncode == 0
 
 
+def _cannot_start(program: str, exc: OSError) -> KernloopError:
+    """The one line for a program that did not start: missing, not executable, or another OS
+    error (an exec format error from a broken wrapper script, say)."""
+    if isinstance(exc, FileNotFoundError):
+        return KernloopError(f"cannot run {program}: not found")
+    if isinstance(exc, PermissionError):
+        return KernloopError(f"cannot run {program}: permission denied", "check that it is an executable file")
+    return KernloopError(f"cannot run {program}: {exc.strerror or exc}")
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -50,12 +60,8 @@ def run(
             capture_output=capture,
             stdin=subprocess.DEVNULL,
         )
-    except FileNotFoundError:
-        raise KernloopError(f"cannot run {args[0]}: not found") from None
-    except PermissionError:
-        raise KernloopError(f"cannot run {args[0]}: permission denied", "check that it is an executable file") from None
-    except OSError as exc:  # e.g. exec format error on a broken wrapper script
-        raise KernloopError(f"cannot run {args[0]}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise _cannot_start(args[0], exc) from None
     except subprocess.TimeoutExpired:
         raise KernloopError(f"{Path(args[0]).name} did not finish within {timeout:.0f} s: {' '.join(args)}") from None
     result = Result(tuple(args), proc.returncode, proc.stdout or "", proc.stderr or "")
@@ -106,12 +112,8 @@ def stream(
             start_new_session=True,
             pass_fds=tuple(keep_fds),
         )
-    except FileNotFoundError:
-        raise KernloopError(f"cannot run {args[0]}: not found") from None
-    except PermissionError:
-        raise KernloopError(f"cannot run {args[0]}: permission denied", "check that it is an executable file") from None
     except OSError as exc:
-        raise KernloopError(f"cannot run {args[0]}: {exc.strerror or exc}") from None
+        raise _cannot_start(args[0], exc) from None
     assert proc.stdout is not None
     interrupted = False
     while True:
@@ -146,10 +148,6 @@ def spawn(
         with open(log, "ab") as out:
             child = subprocess.Popen(args, cwd=cwd, env=dict(env) if env is not None else None, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    except FileNotFoundError:
-        raise KernloopError(f"cannot run {args[0]}: not found") from None
-    except PermissionError:
-        raise KernloopError(f"cannot run {args[0]}: permission denied", "check that it is an executable file") from None
     except OSError as exc:
-        raise KernloopError(f"cannot run {args[0]}: {exc.strerror or exc}") from None
+        raise _cannot_start(args[0], exc) from None
     return child.pid

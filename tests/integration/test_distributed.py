@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from _loop import ARCH, ROOT, copy_checkout, copy_fixture, have_build_tools, loop_env, run_cli
+from _loop import ROOT, copy_checkout, copy_fixture, have_build_tools, loop_env, run_cli
 from buildtools.errors import KernloopError
 from buildtools.run import cluster as dist_cluster
 
@@ -35,19 +33,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not have_build_tools(), reason="needs cmake, ninja and ccache")]
 
 
-def _free_base(n: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 40000)
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-        if ok:
-            return base
-    raise AssertionError("no free ports")
+_free_base = dist_cluster.free_port_base
 
 
 def _can_host() -> str | None:
