@@ -45,6 +45,7 @@ __all__ = [
     "plan_environment",
     "COMBINES",
     "CLIENT_CONFIG",
+    "CLIENT_PORTS",
 ]
 
 # What the presets' environment gets: the client config (a path; the token stays in that file,
@@ -57,7 +58,9 @@ CLIENT_CONFIG = "client.toml"  # in the client dir
 # connection to the client; past this many there is nothing left to gain on a developer box or
 # a CI runner, and ninja's bookkeeping grows.
 JOBS_CAP = 256
-_PORT_BASE, _PORT_SPAN = 42300, 500
+# The client servers' ports: below the ephemeral ranges (Linux 32768-60999, IANA 49152+), so no
+# outgoing connection can hold one when a client starts; the loopback cluster keeps below them.
+CLIENT_PORTS = range(24300, 24800)
 COMBINES = ("with a shared cache: sccache's cache first (local disk, then the shared level), "
             "distributed compile on a miss; ccache's remote storage does not combine (ccache cannot distribute)")
 
@@ -111,7 +114,7 @@ def client_dir(home: Path, scheduler: str, source_dir: Path) -> Path:
 def client_port(scheduler: str, source_dir: Path) -> int:
     """The client server's port: its own per project and scheduler, so a build never talks to
     (or restarts) a client another project or another cluster uses."""
-    return _PORT_BASE + int(_key(scheduler, source_dir), 16) % _PORT_SPAN
+    return CLIENT_PORTS[int(_key(scheduler, source_dir), 16) % len(CLIENT_PORTS)]
 
 
 def _toml(text: str) -> str:

@@ -177,6 +177,10 @@ class Client:
         started = proc.try_run([self.program, "--start-server"], env=run_env, timeout=60)
         if started is None or not started.ok:
             detail = (started.stderr or started.stdout).strip().splitlines()[-1:] if started else []
+            if detail and "address in use" in detail[0].lower():
+                raise KernloopError(f"the sccache client for {self.scheduler} did not start: port {self.port} "
+                                    f"(its {dist.PORT_VAR}) is taken by another program",
+                                    f"free it (ss -ltnp 'sport = :{self.port}' names the holder); see {self.log}")
             raise KernloopError(f"the sccache client for {self.scheduler} did not start"
                                 + (f": {detail[0]}" if detail else ""), f"see {self.log}")
         stamp_file.write_text(stamp + "\n")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from buildtools.cache import dist
 from buildtools.cache.dist_runtime import default_home, write_private
 from buildtools.errors import KernloopError
 from buildtools.util import proc
@@ -87,7 +88,7 @@ def free_port_base(n: int, tries: int = 200) -> int:
     import random
 
     for _ in range(tries):
-        base = random.randint(20000, 40000)
+        base = random.randint(20000, dist.CLIENT_PORTS.start - n)  # apart from clients and ephemeral ports
         if not any(_port_taken(p) for p in range(base, base + n)):
             return base
     raise KernloopError(f"no {n} free loopback ports in a row", "pass --port PORT with free ports")

