@@ -24,6 +24,7 @@ __all__ = [
     "MemoryFacts",
     "GpuFacts",
     "ClusterFacts",
+    "LearnedRam",
     "Facts",
     "Override",
     "Decision",
@@ -100,6 +101,18 @@ class GpuFacts:
 
 
 @dataclass(frozen=True)
+class LearnedRam:
+    """RAM per compile job of one kind, learned from the peaks earlier builds measured
+    (buildtools.cache.peaks); the planner's per-kind figure when the project does not set one."""
+
+    kind: str  # "CXX" or "CUDA" (per nvcc thread: the heaviest of cicc, ptxas, cc1plus)
+    gib: float  # the figure planned with: the percentile plus headroom, rounded up
+    percentile_gib: float  # the measured percentile itself
+    tus: int  # TUs measured (the latest compile of each)
+    heaviest: str  # the source with the highest peak
+
+
+@dataclass(frozen=True)
 class ClusterFacts:
     """A distributed-compile cluster (sccache-dist), probed only when one is asked for."""
 
@@ -135,6 +148,8 @@ class Facts:
     ccache_caches_nvcc: bool | None = None
     # The distributed-compile cluster, when one is asked for (buildtools.cache.dist); else None.
     cluster: ClusterFacts | None = None
+    # RAM per job kind learned from earlier builds' measured peaks (buildtools.cache.peaks); () at first.
+    learned_ram: tuple[LearnedRam, ...] = ()
 
 
 # -- the plan: what the planner decided, each number with its reason --------------------------
@@ -209,6 +224,9 @@ class Plan:
     remote_cache: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
     # Distributed compile (buildtools.cache.dist.DistPlan), or None; never holds the token.
     distributed: Decision[Any] = field(default_factory=lambda: Decision(None, "not asked for"))
+    # Kind -> GiB per job planned, for the kinds a build measures (buildtools.cache.peaks): a build
+    # replans when a measured figure rises above these.
+    learnable_ram: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def cuda(self) -> bool:

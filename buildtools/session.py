@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from buildtools.cache import peaks
 from buildtools.util import proc
 from buildtools.settings import DIST_TOKEN_VARS, dist_request, dist_token, load_config
 from buildtools.errors import KernloopError
@@ -109,6 +110,7 @@ def plan_with_report(options: PlanOptions) -> tuple[Facts, Plan, PluginReport]:
         facts = _complete(options, facts, nvcc, plugins)
         facts = plugins.contribute(facts)
         facts = with_cluster(facts, overrides, config, env)
+        facts = replace(facts, learned_ram=peaks.learned(facts.source_dir))  # what earlier builds measured
         plan = plugins.plan(facts, overrides, config)
         facts, plan = plugins.finish(facts, plan)
         return facts, plan, plugins.report()

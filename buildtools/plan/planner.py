@@ -22,6 +22,7 @@ import math
 from dataclasses import replace
 
 from buildtools.cache import dist as _dist
+from buildtools.cache import peaks as _peaks
 from buildtools.cache import remote as _remote
 from buildtools.cache.launcher import launcher_env
 from buildtools.errors import KernloopError
@@ -154,6 +155,30 @@ def _distributed(facts: Facts, overrides: Overrides, config: BuildConfig) -> tup
     return Decision(plan, reason, overridden_by=forced), []
 
 
+_LEARNABLE = {"CXX": "ram_per_cxx_job_gib", "CUDA": "ram_per_cuda_job_gib"}
+
+
+def _learned(facts: Facts, config: BuildConfig) -> tuple[BuildConfig, dict[str, str]]:
+    """The config with the per-kind RAM figures earlier builds measured (a kind the project's
+    table sets keeps its value), and what to say after each learned figure."""
+    values: dict[str, float] = {}
+    said: dict[str, str] = {}
+    for item in facts.learned_ram:
+        attr = _LEARNABLE.get(item.kind)
+        if attr is not None and attr not in config.pinned:
+            values[attr] = item.gib
+            said[item.kind] = f" ({_peaks.describe(item)})"
+    return replace(config, **values), said
+
+
+def _learnable(config: BuildConfig, launcher: Launcher | None) -> dict[str, float]:
+    """Kind -> GiB planned for the kinds a build can learn: with ccache (its CCACHE_PREFIX runs
+    the recorder on every real compile), and not pinned by the project."""
+    if launcher is None or launcher.name != "ccache":
+        return {}
+    return {kind: getattr(config, attr) for kind, attr in _LEARNABLE.items() if attr not in config.pinned}
+
+
 def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildConfig | None = None,
               platforms: tuple[Platform, ...] = PLATFORMS) -> Plan:
     """Plan the build. Pure: reads only its arguments. Raises KernloopError for an unusable override."""
@@ -181,14 +206,16 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
     label = platform.threads_label
 
     # -- RAM per job: the heaviest job kind, links included ------------------------------------
-    parts = [(config.ram_per_cxx_job_gib, f"C++ TU {config.ram_per_cxx_job_gib:g}")]
-    dev = platform.job_ram(config, threads)
+    ram_config, learned_text = _learned(facts, config)
+    parts = [(ram_config.ram_per_cxx_job_gib, f"C++ TU {ram_config.ram_per_cxx_job_gib:g}{learned_text.get('CXX', '')}")]
+    dev = platform.job_ram(ram_config, threads)
     if dev is not None:
-        parts.append(dev)
+        parts.append((dev[0], dev[1] + learned_text.get("CUDA", "")))
     parts.append((config.ram_per_link_job_gib, f"link {config.ram_per_link_job_gib:g}"))
     per_job_gib = max(p[0] for p in parts)
     per_job_bytes = math.ceil(per_job_gib * GIB)
-    ram_decision = Decision(per_job_gib, f"max({', '.join(p[1] for p in parts)}) GiB, from {config.source}")
+    rest = "the rest from " if learned_text else ""
+    ram_decision = Decision(per_job_gib, f"max({', '.join(p[1] for p in parts)}) GiB, {rest or 'from '}{config.source}")
 
     # -- compile jobs ---------------------------------------------------------------------------
     by_cores = max(1, cores // threads)
@@ -260,6 +287,9 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         for lang in launcher.value.languages:
             cache[f"CMAKE_{lang}_COMPILER_LAUNCHER"] = str(launcher.value.path)
         environment.update(launcher.value.environment)
+        prefix = _peaks.ccache_prefix(facts.python.executable) if launcher.value.name == "ccache" else None
+        if prefix is not None:  # measure every real compile; a prefix of the user's still runs, after it
+            environment["CCACHE_PREFIX"] = f"{prefix} $penv{{CCACHE_PREFIX}}".rstrip()
         if remote_plan is not None:
             environment.update(remote_plan.environment)
         if dist_plan is not None:
@@ -282,5 +312,6 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         warnings=tuple(dict.fromkeys(warnings)),  # one line per distinct warning
         remote_cache=remote_decision,
         distributed=distributed,
+        learnable_ram=_learnable(ram_config, launcher.value) if "CCACHE_PREFIX" in environment else {},
     )
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
-from buildtools.cache import dist, dist_runtime
+from buildtools.cache import dist, dist_runtime, peaks
 from buildtools.cache import launcher as ccache
 from buildtools.cache import remote_runtime
 from buildtools.cache.remote import secret_environment
@@ -174,6 +174,7 @@ class Build:
         why = build_state.presets_reason(state, fingerprint)
         self._sccache = (toolchain.fingerprint.get("sccache") or [None])[0]
         replan = self._dist_replan() if self.preset is not None else None
+        replan = replan or peaks.rise_reason((state.get("presets") or {}).get("ram") or {}, peaks.learned(self.source_dir))
         if self.preset is not None and why is None and replan is None:
             self.steps.append("presets: up to date")
             return toolchain.cmake, fingerprint
@@ -189,7 +190,8 @@ class Build:
         written = self.write_presets(self.source_dir, self.env, self.say, previous)
         self._remember(written.facts, started)
         fingerprint = build_state.facts_fingerprint(written.facts, self.env)
-        state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha}
+        state["presets"] = {"fingerprint": fingerprint, "platform": written.platform, "sha": written.sha,
+                            "ram": dict(written.learnable_ram)}
         build_state.write_state(self.build_dir, state)
         self.preset = resolve_preset(self.source_dir, name)
         if self.preset is None:
@@ -270,6 +272,7 @@ class Build:
             progress.clear()
         after = ninja.read_log(self.build_dir / ".ninja_log")
         ran = tuple(ninja.ran_between(before, after))
+        self.steps += [step for step in (peaks.after_build(self.build_dir),) if step]
         stats = probe.end() if probe else None
         distributed = self._dist.end() if self._dist is not None else None
         if self.options.explain:

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -304,6 +304,7 @@ class PresetsWritten:
     platform: str  # the plan's platform ("cuda", "cpu", a plugin's)
     changed: bool  # the file's text changed
     sha: str  # of the text now in the file
+    learnable_ram: Mapping[str, float] = field(default_factory=dict)  # Plan.learnable_ram
 
 
 PresetWriter = Callable[[Path, Mapping[str, str], Callable[[str], None], Mapping[str, Any]], PresetsWritten]
@@ -345,4 +346,4 @@ def write_presets(source_dir: Path, env: Mapping[str, str], say: Callable[[str],
             say(f"note: {path.name} had edits kernloop did not write; the file as it was is kept in {saved}")
     for warning in plan.warnings:
         say(f"warning: {warning}")
-    return PresetsWritten(facts, plan.platform.value, new_text != text, _sha(new_text))
+    return PresetsWritten(facts, plan.platform.value, new_text != text, _sha(new_text), dict(plan.learnable_ram))

@@ -86,6 +86,8 @@ class BuildConfig:
     dist_scheduler: str | None = None
     source: str = "built-in defaults"
     warnings: tuple[str, ...] = ()
+    # The attributes the table set: a ram-per-*-job-gib set here beats the figure learned from builds.
+    pinned: frozenset[str] = frozenset()
 
 
 def _positive_float(key: str, value: Any, where: str) -> float:
@@ -157,7 +159,7 @@ def config_from_table(table: Mapping[str, Any], where: str) -> BuildConfig:
             checked = check_scheduler_url(value, f"{where} [tool.buildtools] {key}")
             values[attr] = None if checked == "off" else checked
     source = f"{where} [tool.buildtools]" if table else "built-in defaults"
-    return BuildConfig(**values, source=source, warnings=tuple(warnings))
+    return BuildConfig(**values, source=source, warnings=tuple(warnings), pinned=frozenset(values))
 
 
 def _load_toml(path: Path) -> dict[str, Any]:

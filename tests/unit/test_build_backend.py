@@ -1,12 +1,15 @@
 """The PEP 517 backend's settings: the planner's numbers, as scikit-build-core config settings."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from buildtools import backend
 from buildtools.session import PlanOptions, plan_for
+
+from buildtools.cmake.presets import expand_env_macros
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +27,7 @@ def test_settings_carry_the_same_plan_as_the_presets(monkeypatch):
     assert settings["build-dir"] == backend.PIP_BUILD_DIR
     assert settings["install.components"] == backend.NO_WHEEL_COMPONENT
     assert env["CMAKE_BUILD_PARALLEL_LEVEL"] == "1"
-    for name, value in plan.environment.items():  # launcher settings (CCACHE_BASEDIR...)
+    for name, value in expand_env_macros(plan.environment, os.environ).items():  # launcher settings (CCACHE_BASEDIR...)
         assert env[name] == value
     if plan.cuda:
         assert settings["cmake.define.TORCH_CUDA_ARCH_LIST"] == "9.0"

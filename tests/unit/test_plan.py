@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from buildtools.cache import peaks
 from buildtools.settings import BuildConfig
 from buildtools.errors import KernloopError
 from buildtools.model import GIB
@@ -228,7 +229,10 @@ def test_ccache_wraps_all_languages_with_its_environment():
     for lang in ("C", "CXX", "CUDA"):
         assert plan.cache_variables[f"CMAKE_{lang}_COMPILER_LAUNCHER"] == "/opt/tools/bin/ccache"
     # --threads out of the key: it is chosen per build (buildtools.cache.nvcc_threads)
-    assert plan.environment == {"CCACHE_BASEDIR": "/src/k", "CCACHE_NOHASHDIR": "true", "CCACHE_IGNOREOPTIONS": "--threads=*"}
+    # CCACHE_PREFIX: the peak-RSS recorder on every real compile (buildtools.cache.peaks), then the user's prefix
+    recorder = f"{make_facts().python.executable} -I -S {peaks.RECORDER} $penv{{CCACHE_PREFIX}}"
+    assert plan.environment == {"CCACHE_BASEDIR": "/src/k", "CCACHE_NOHASHDIR": "true", "CCACHE_IGNOREOPTIONS": "--threads=*",
+                                "CCACHE_PREFIX": recorder}
 
 
 @pytest.mark.parametrize("facts_kwargs", [{"ccache": "4.9.1"}, {"ccache": "4.14.2", "ccache_caches_nvcc": False}])

@@ -60,7 +60,8 @@ def test_rendered_document_shape():
     assert cv["CMAKE_JOB_POOLS"] == f"compile={plan.jobs.value};link={plan.link_jobs.value}"
     assert {k: v for k, v in cv.items() if k != "CMAKE_INSTALL_PREFIX"} == dict(plan.cache_variables)
     assert base["environment"] == {"CCACHE_BASEDIR": "${sourceDir}", "CCACHE_NOHASHDIR": "true",
-                                   "CCACHE_IGNOREOPTIONS": "--threads=*"}
+                                   "CCACHE_IGNOREOPTIONS": "--threads=*", "CCACHE_PREFIX": plan.environment["CCACHE_PREFIX"]}
+    assert base["environment"]["CCACHE_PREFIX"].endswith(" $penv{CCACHE_PREFIX}")  # the user's prefix runs too
 
 
 def test_minsizerel_gets_its_own_preset_only_when_planned():
