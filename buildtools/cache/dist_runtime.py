@@ -19,8 +19,6 @@ import os
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -108,6 +106,9 @@ def check_token(scheduler: str, token: str, timeout: float = _CONNECT_S) -> str 
 
     An ``alloc_job`` request with no body: the scheduler checks the token first (401 on a
     mismatch) and then refuses the empty body (400) -- nothing is allocated."""
+    import urllib.error  # lazy for start-up: urllib.request pulls in http.client and email (~18 ms)
+    import urllib.request
+
     request = urllib.request.Request(f"{scheduler}/api/v1/scheduler/alloc_job", data=b"", method="POST",
                                      headers={"Authorization": f"Bearer {token}",
                                               "Content-Type": "application/octet-stream"})

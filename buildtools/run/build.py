@@ -34,7 +34,7 @@ from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import FILE_NAME, ResolvedPreset, expand_env_macros, resolve_preset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
-from buildtools.run import distributed, lone_tu, stamp
+from buildtools.run import distributed, lone_tu, noop, noop_record, stamp
 from buildtools.run.distributed import without_token as _without_token
 from buildtools.run import state as build_state
 from buildtools.run.install import InstalledFile, InstallFailed, install_atomically
@@ -113,6 +113,7 @@ class Build:
     # -- the steps -----------------------------------------------------------------------------
 
     def _locked(self) -> BuildResult:
+        noop.forget(self.build_dir)  # this build may change anything the fast path would trust
         if self.options.clean:
             build_state.clean_build_dir(self.build_dir)
             self.steps.append("clean: build dir emptied")
@@ -319,8 +320,11 @@ class Build:
               installed: tuple[InstalledFile, ...], warnings: int,
               distributed: dist_runtime.DistCounts | None) -> BuildResult:
         stamp.write_stamps(self.source_dir, (f.path for f in installed), self._inputs, self._torch)
-        return BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
-                           tuple(self.steps), ran, stats, installed, None, warnings, distributed, self._explained)
+        result = BuildResult(True, self.options.preset, self.build_dir, self.log_path, time.monotonic() - self.start,
+                             tuple(self.steps), ran, stats, installed, None, warnings, distributed, self._explained)
+        scheduler = self.preset.environment.get(dist.SCHEDULER_VAR) if self.preset is not None else None
+        noop_record.write(result, self.source_dir, self.env, target=self.options.target, distributed=bool(scheduler))
+        return result
 
     def _explain(self, ran: tuple[ninja.LogEntry, ...], probe: ccache.CacheProbe | None) -> tuple[explain.Explained, ...]:
         """Why each TU that ran was rebuilt, and the compiler cache's result for it."""

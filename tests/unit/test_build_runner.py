@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.run import build
 from buildtools.run import state as build_state
 from buildtools.cmake import file_api
 from buildtools.run import install

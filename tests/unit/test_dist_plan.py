@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from buildtools.util.jsonable import to_jsonable
 from buildtools.plan.planner import make_plan
 from buildtools.run import cluster as dist_cluster
 from buildtools.settings import BuildConfig, Overrides, config_from_table, dist_request, dist_token
-from fake_facts import GIB, make_facts
+from fake_facts import make_facts
 
 URL = "http://10.0.0.5:10600"
 TOKEN = "s3cret-token-value"

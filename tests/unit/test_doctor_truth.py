@@ -58,7 +58,7 @@ def test_the_first_real_error_is_on_the_summary_line(lines, cause):
 ])  # fmt: skip
 def test_a_cause_in_the_machine_names_its_fix(line, fix):
     first = failure_text("build failed (exit 1)", ninja.first_error([line])).splitlines()[0]
-    assert (f" -- " in first and fix in first) if fix else " -- " not in first
+    assert (" -- " in first and fix in first) if fix else " -- " not in first
 
 
 def test_a_compile_error_keeps_its_source_line_and_caret_below():

@@ -29,7 +29,6 @@ from buildtools.plan.platforms.cuda import CudaPlatform
 from buildtools.model import Override
 from buildtools.plugins.loader import PluginSession
 from buildtools.plugins.spec import discover
-from buildtools.cmake.presets import InvalidPresets
 from buildtools.session import PlanOptions, plan_with_report
 from fake_facts import make_facts
 

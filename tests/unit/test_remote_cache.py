@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from buildtools.run import build
 from buildtools.run import state as build_state
 from buildtools.cmake import presets
 from buildtools.run.result import BuildResult
-from buildtools.cache import launcher as ccache, remote as remote_cache, remote_runtime
+from buildtools.cache import launcher as ccache, remote_runtime
 from buildtools.settings import BuildConfig, config_from_table
 from buildtools.errors import KernloopError
 from buildtools.plan.planner import Overrides, make_plan
