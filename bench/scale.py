@@ -178,7 +178,8 @@ def render(machine_lines: list[str], args: argparse.Namespace, sizes: list[dict[
     for m in sizes:
         out += _size_lines(m) + [""]
     ns = [m["n"] for m in sizes]
-    method = "between the endpoints" if len(ns) == 2 else f"least-squares slope over N={','.join(map(str, ns))}"
+    method = ("needs two sizes or more" if len(ns) < 2 else "between the endpoints" if len(ns) == 2
+              else f"least-squares slope over N={','.join(map(str, ns))}")
     out.append(f"growth per 100 TUs ({method} of the medians)")
     out.append(f"  {'what':<44} " + " ".join(f"{'N=' + str(n):>9}" for n in ns) + f" {'per 100':>9}")
     for row in _growth_rows(sizes):
@@ -242,7 +243,8 @@ def run(args: argparse.Namespace, log: Progress) -> int:
                            "smoke": args.smoke, "arch": ARCH, "cold_cache": cache},
                 "sizes": [{**{k: (v.to_json() if isinstance(v, Series) else v) for k, v in m.items()},
                            "ratios": _derived(m)} for m in sizes],
-                "growth_method": "least-squares slope of the medians over N, per 100 TUs",
+                "growth_method": "least-squares slope of the medians over N, per 100 TUs (two sizes: the "
+                                 "slope between them; one: none)",
                 "growth": _growth_rows(sizes), "targets": [t.to_json() for t in targets]}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1))
