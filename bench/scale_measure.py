@@ -220,6 +220,9 @@ def measure_tree(ws: Workspace, tree: ScaleTree, plain: Path, *, runs: int, cold
     out["cold_wall"] = series(f"cold build: python -m buildtools build ({label})", walls)
     out["cold_cpu"] = series("cold build: CPU-seconds (children's user+sys)", cpus, unit="cpu-s")
     out["compiled"] = compiled[0]  # object files in the first cold build's ninja log (checked == n)
+    # Not timed: both modules load (every copy's symbols resolved) and an op runs.
+    out["imported"] = ws.import_check(tree.root, env)
+    log(f"N={n}: import kernloop: _C loaded from {out['imported']}")
     log(f"N={n}: no-op x{runs} (buildtools build, --explain, cmake --build --preset, alternating)")
     out["noop_build"], out["noop_cmake"], out["noop_explain"] = noop(ws, tree.root, env, runs)
     log(f"N={n}: edit {tree.edit_tu} x{runs}")

@@ -128,6 +128,7 @@ def test_scale_runs_once_at_smoke_size(kernloop_build, tmp_path):
             s = m[key]
             assert s["n"] >= 1 and all(math.isfinite(v) and v > 0 for v in s["values"]), (m["n"], key, s)
         assert m["compiled"] == m["n"] and m["generated"] == m["n"] - REAL_TUS
+        assert m["imported"].startswith(str(work)) and m["imported"].endswith(".so")  # import kernloop worked
         assert set(m["ratios"]) == {"noop_ratio", "edit_ratio", "explain_cost_s"}
     assert {row["key"] for row in data["growth"]} >= set(MEASUREMENTS)
     assert all(t["met"] is None for t in data["targets"]) and len(data["targets"]) == 2
