@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import time
+from pathlib import Path
+from types import ModuleType
 
 from .harness import Figure, Target, series
 from .workspace import Workspace
 
-__all__ = ["KEY", "TITLE", "run"]
+__all__ = ["KEY", "TITLE", "run", "load_stale", "time_ms"]
 
 KEY = "PG"
 TITLE = "import kernloop's stale check (stamp + stat, before the modules load)"
@@ -22,7 +24,8 @@ GOAL_MS = 5.0
 CALLS = 200
 
 
-def _time_ms(fn, *args) -> list[float]:
+def time_ms(fn, *args) -> list[float]:
+    """Milliseconds of each of CALLS calls of ``fn(*args)``."""
     out = []
     for _ in range(CALLS):
         start = time.perf_counter()
@@ -31,22 +34,28 @@ def _time_ms(fn, *args) -> list[float]:
     return out
 
 
+def load_stale(tree: Path) -> ModuleType:
+    """The tree's ``kernloop/_stale.py``, loaded by path (importing the package would load torch)."""
+    spec = importlib.util.spec_from_file_location("kernloop_stale_bench", tree / "kernloop" / "_stale.py")
+    stale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stale)
+    return stale
+
+
 def run(ws: Workspace) -> Figure:
     tree = ws.kernloop_tree()
     env = ws.kernloop_env()
     ws.kernloop_build(tree, env)  # fresh: the stamp describes the installed modules
-    spec = importlib.util.spec_from_file_location("kernloop_stale_bench", tree / "kernloop" / "_stale.py")
-    stale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stale)
+    stale = load_stale(tree)
     package = str(tree / "kernloop")
     torch = (ws.plan_json()["facts"].get("torch") or {}).get("version")
     entries = len(__import__("json").loads((tree / "kernloop" / stale.STAMP_NAME).read_text())["inputs"])
     fresh_reason = stale.stale_reason(package, torch)
-    fresh = _time_ms(stale.stale_reason, package, torch)
+    fresh = time_ms(stale.stale_reason, package, torch)
     touched = tree / "csrc" / "ops.cpp"
     os.utime(touched)
     stale_reason = stale.stale_reason(package, torch)
-    stale_ms = _time_ms(stale.stale_reason, package, torch)
+    stale_ms = time_ms(stale.stale_reason, package, torch)
     ws.kernloop_build(tree, env)
     a = series(f"fresh tree ({entries} stamp entries stat'ed)", fresh, unit="ms")
     b = series("after touching csrc/ops.cpp (stops at the first change)", stale_ms, unit="ms")

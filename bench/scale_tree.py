@@ -1,0 +1,179 @@
+"""A copy of this tree grown to N compiled TUs, for bench/scale.py.
+
+The real tree compiles 14 TUs (REAL_TUS). Every TU added is made from a real torch-free kernel
+source: each copy of ``csrc/cuda/*.cu``, ``csrc/cpu/*.cpp`` (into ``_C``) or
+``csrc/moe/{cuda,cpu}/*`` (into ``_moe_C``) gets its own namespace (``kernloop::cuda::scale_7``)
+and suffixed kernel names (``silu_and_mul_kernel_s7``), so every copy is a distinct symbol, plus
+an anchor function ``kernloop::scale::anchor_7()``. One light glue TU per module references the
+anchors of that module's copies, so the link needs every one of them. The torch glue (ops.cpp, the
+bindings, the precompiled torch header) is the real tree's, unchanged: its count stays constant.
+
+The copies go to ``csrc/scale/`` and are listed in a generated ``csrc/scale/sources.cmake`` that
+the copy's CMakeLists.txt includes before the modules are defined; it uses the project's own
+functions (``kernloop_set_cuda_archs`` for the ``.cu`` copies, the source lists that
+``define_extension_target`` gets, the ``TORCH_FREE`` list of ``kernloop_precompile_torch_headers``).
+Nothing here writes outside the copy it is given.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildtools.errors import KernloopError
+
+__all__ = ["REAL_TUS", "TEMPLATES", "GeneratedTU", "ScaleTree", "plan_tus", "generate"]
+
+REAL_TUS = 14  # CMakeLists.txt's sources with CUDA on: 5 + 4 C++, 3 + 2 CUDA
+GLUE_DIR = "csrc/scale"
+MARK = "# kernloop-bench: scale"
+# (template, module); alternating .cu / .cpp keeps the mix of kernel TU costs the real tree has.
+TEMPLATES: tuple[tuple[str, str], ...] = (
+    ("csrc/cuda/activation_kernels.cu", "_C"), ("csrc/cpu/activation.cpp", "_C"),
+    ("csrc/cuda/pos_encoding_kernels.cu", "_C"), ("csrc/cpu/pos_encoding.cpp", "_C"),
+    ("csrc/cuda/layernorm_kernels.cu", "_C"), ("csrc/cpu/layernorm.cpp", "_C"),
+    ("csrc/moe/cuda/moe_align_sum_kernels.cu", "_moe_C"), ("csrc/moe/cpu/moe_align_sum.cpp", "_moe_C"),
+    ("csrc/moe/cuda/topk_softmax_kernels.cu", "_moe_C"), ("csrc/moe/cpu/topk_softmax.cpp", "_moe_C"),
+)
+_NAMESPACE = re.compile(r"^namespace (kernloop(?:::\w+)+) \{", re.M)
+_KERNEL = re.compile(r"\b(\w+_kernel)\b")
+_INCLUDE_AT = "define_extension_target(_C"
+_TORCH_FREE_AT = "TORCH_FREE ${CSRC}/cpu/layernorm.cpp"
+
+
+@dataclass(frozen=True)
+class GeneratedTU:
+    path: str  # relative to the tree
+    module: str  # "_C" or "_moe_C"
+    template: str | None  # None: a glue TU
+    index: int = -1  # the copy's number (its namespace scale_<index>)
+
+    @property
+    def cuda(self) -> bool:
+        return self.path.endswith(".cu")
+
+
+@dataclass(frozen=True)
+class ScaleTree:
+    root: Path
+    n: int  # compiled TUs (with CUDA on), the real ones included
+    generated: tuple[GeneratedTU, ...]
+
+    @property
+    def edit_tu(self) -> str:
+        """The TU the edit measurements touch: the first generated .cu (the real kernel at N=14)."""
+        return next((t.path for t in self.generated if t.cuda), "csrc/cuda/activation_kernels.cu")
+
+    @property
+    def edit_module(self) -> str:
+        return next((t.module for t in self.generated if t.cuda), "_C")
+
+
+def plan_tus(n: int) -> tuple[GeneratedTU, ...]:
+    """The TUs to add so the tree compiles ``n``: kernel copies round-robin over TEMPLATES, and one
+    glue TU per module that has copies (none below 3 extra TUs: a glue TU per copy is no scale)."""
+    if n < REAL_TUS:
+        raise KernloopError(f"N={n}: the real tree already compiles {REAL_TUS} TUs", f"use N >= {REAL_TUS}")
+    extra = n - REAL_TUS
+    kernels = extra
+    if extra >= 3:
+        # One glue TU while only _C has copies (the first 6 templates), two once _moe_C has some.
+        kernels = extra - 1 if extra - 1 <= 6 else extra - 2
+    out: list[GeneratedTU] = []
+    for i in range(kernels):
+        template, module = TEMPLATES[i % len(TEMPLATES)]
+        stem, suffix = Path(template).stem, Path(template).suffix
+        out.append(GeneratedTU(f"{GLUE_DIR}/scale_{i:04d}_{stem}{suffix}", module, template, i))
+    if kernels < extra:
+        for module in sorted({t.module for t in out}):
+            out.append(GeneratedTU(f"{GLUE_DIR}/glue{module}.cpp", module, None))
+    assert len(out) == extra, (n, len(out))
+    return tuple(out)
+
+
+def kernel_copy(text: str, index: int, template: str) -> str:
+    """The template's text as copy ``index``: its own namespace, suffixed kernels, an anchor."""
+    found = _NAMESPACE.search(text)
+    if not found or not _KERNEL.search(text) and template.endswith(".cu"):
+        raise KernloopError(f"{template} no longer has the shape bench/scale_tree.py copies "
+                            "(namespace kernloop::... {, kernels named *_kernel)", "update bench/scale_tree.py")
+    text = _NAMESPACE.sub(lambda m: f"namespace {m.group(1)}::scale_{index} {{", text, count=1)
+    text = _KERNEL.sub(lambda m: f"{m.group(1)}_s{index}", text)
+    head = f"// Generated by bench/scale_tree.py from {template} (copy {index}); benchmark only.\n"
+    anchor = f"\nnamespace kernloop::scale {{\nint anchor_{index}() {{ return {index}; }}\n}}  // namespace kernloop::scale\n"
+    return head + text.rstrip("\n") + "\n" + anchor
+
+
+def glue_text(module: str, copies: list[GeneratedTU]) -> str:
+    """A light, torch-free TU that calls every anchor of ``module``'s copies (the .cu ones only when
+    CUDA is on, as the module's KERNLOOP_WITH_CUDA definition says)."""
+    cpu = [t.index for t in copies if not t.cuda]
+    gpu = [t.index for t in copies if t.cuda]
+    lines = [f"// Generated by bench/scale_tree.py: references every generated TU of {module}; benchmark only.",
+             "namespace kernloop::scale {"]
+    lines += [f"int anchor_{i}();" for i in cpu]
+    lines += ["#if KERNLOOP_WITH_CUDA", *[f"int anchor_{i}();" for i in gpu], "#endif",
+              f"int table{module}() {{", "  int sum = 0;"]
+    lines += [f"  sum += anchor_{i}();" for i in cpu]
+    lines += ["#if KERNLOOP_WITH_CUDA", *[f"  sum += anchor_{i}();" for i in gpu], "#endif",
+              "  return sum;", "}", "}  // namespace kernloop::scale", ""]
+    return "\n".join(lines)
+
+
+def _cmake_list(paths: list[str]) -> str:
+    return "\n".join(f"  ${{CMAKE_CURRENT_SOURCE_DIR}}/{p}" for p in paths)
+
+
+def sources_cmake(tus: tuple[GeneratedTU, ...]) -> str:
+    """The generated list file: C++ copies and glue into each module's sources and the TORCH_FREE
+    list; .cu copies through kernloop_set_cuda_archs, as CMakeLists.txt does for the real ones."""
+    out = [f"{MARK}: {len(tus)} generated TUs (bench/scale_tree.py; not part of the project)."]
+    cpp = [t.path for t in tus if not t.cuda]
+    out.append(f"set(KERNLOOP_SCALE_TORCH_FREE\n{_cmake_list(cpp)})")
+    for module, var in (("_C", "C_SOURCES"), ("_moe_C", "MOE_SOURCES")):
+        mine = [t.path for t in tus if t.module == module and not t.cuda]
+        if mine:
+            out.append(f"list(APPEND {var}\n{_cmake_list(mine)})")
+    out.append("if(KERNLOOP_WITH_CUDA)")
+    for module, var in (("_C", "C_SOURCES"), ("_moe_C", "MOE_SOURCES")):
+        mine = [t.path for t in tus if t.module == module and t.cuda]
+        if mine:
+            name = f"_kl_scale{module}_cuda"
+            out.append(f"  set({name}\n{_cmake_list(mine)})")
+            out.append(f'  kernloop_set_cuda_archs({module} "${{GENERIC_KERNEL_ARCHS}}" "${{KERNLOOP_CUDA_ARCHS}}" '
+                       f"${{{name}}})")
+            out.append(f"  list(APPEND {var} ${{{name}}})")
+    out.append("endif()")
+    return "\n".join(out) + "\n"
+
+
+def _patch_cmakelists(root: Path) -> None:
+    path = root / "CMakeLists.txt"
+    text = path.read_text(encoding="utf-8")
+    if MARK in text:
+        return
+    if text.count(_INCLUDE_AT) != 1 or text.count(_TORCH_FREE_AT) != 1:
+        raise KernloopError("CMakeLists.txt no longer has the shape bench/scale_tree.py patches "
+                            f"(one {_INCLUDE_AT!r}, one {_TORCH_FREE_AT!r})", "update bench/scale_tree.py")
+    include = f'{MARK}: generated TUs\ninclude("${{CMAKE_CURRENT_SOURCE_DIR}}/{GLUE_DIR}/sources.cmake")\n'
+    text = text.replace(_INCLUDE_AT, include + _INCLUDE_AT)
+    text = text.replace(_TORCH_FREE_AT, "TORCH_FREE ${KERNLOOP_SCALE_TORCH_FREE} ${CSRC}/cpu/layernorm.cpp")
+    path.write_text(text, encoding="utf-8")
+
+
+def generate(root: Path, n: int) -> ScaleTree:
+    """Grow the tree copy at ``root`` to ``n`` compiled TUs (N=REAL_TUS: left as it is)."""
+    tus = plan_tus(n)
+    if not tus:
+        return ScaleTree(root, n, ())
+    templates = {t: (root / t).read_text(encoding="utf-8") for t, _ in TEMPLATES}
+    (root / GLUE_DIR).mkdir(parents=True, exist_ok=True)
+    for tu in tus:
+        if tu.template is not None:
+            text = kernel_copy(templates[tu.template], tu.index, tu.template)
+        else:
+            text = glue_text(tu.module, [t for t in tus if t.module == tu.module and t.template is not None])
+        (root / tu.path).write_text(text, encoding="utf-8")
+    (root / GLUE_DIR / "sources.cmake").write_text(sources_cmake(tus), encoding="utf-8")
+    _patch_cmakelists(root)
+    return ScaleTree(root, n, tus)
