@@ -3,8 +3,9 @@ successful build, from the same facts the full path's own checks use.
 
 The key: the recorded facts' own key (the toolchain files, PATH's dirs, sys.path, detection's
 code) and the facts file, pyproject.toml and the presets files (the presets fingerprint reads
-them), CMakeCache.txt and build.ninja (configure), the installed modules (install), the peaks
-log (a plain ``cmake --build`` measured something), and buildtools' own code. The environment:
+them), CMakeCache.txt and build.ninja (configure), ``.ninja_log`` (a plain ``cmake --build`` built
+something the install has not seen yet), the installed modules and their stamps (install, the
+import guard), the peaks log (a compile was measured), and buildtools' own code. The environment:
 what detection reads (``buildtools.detect.sources``), every override, and the launchers', CMake's
 and ninja's variables. Nothing is recorded for a build that distributes (the cluster is checked
 every build), for another target, or when the facts were not recorded (the next build detects).
@@ -24,6 +25,7 @@ from buildtools.detect.sources import env_rule
 from buildtools.run import noop
 from buildtools.run.install import InstalledFile
 from buildtools.run.result import BuildResult
+from buildtools.run.stamp import STAMP_NAME
 from buildtools.run.state import FACTS_NAME
 from buildtools.settings import OVERRIDE_ENV_VARS
 from buildtools.util.lock import LOCK_NAME
@@ -55,9 +57,10 @@ def write(result: BuildResult, source_dir: Path, env: Mapping[str, str], *, targ
     if not ninja:
         return
     edited = [str(source_dir / name) for name in (*PRESET_FILES, "pyproject.toml")]
+    stamps = sorted({str(Path(f.path).parent / STAMP_NAME) for f in result.installed})
     key = stat_key([*edited, str(build_dir / FACTS_NAME), str(build_dir / "CMakeCache.txt"),
-                    str(build_dir / "build.ninja"), str(build_dir / peaks.LOG_NAME),
-                    *(str(f.path) for f in result.installed), *_code()])
+                    str(build_dir / "build.ninja"), str(build_dir / ".ninja_log"), str(build_dir / peaks.LOG_NAME),
+                    *(str(f.path) for f in result.installed), *stamps, *_code()])
     if any(st is not None and st[0] >= time.time_ns() - _RACY_NS for _, st in key[:len(edited)]):
         return  # an edit within this second could keep its stat: let the next build look
     rule = env_rule()

@@ -73,7 +73,8 @@ def test_an_edit_goes_the_full_way_and_the_next_noop_is_fast_again(tree):
     assert _fast(_build(src, env))
 
 
-@pytest.mark.parametrize("change", ["pyproject", "override", "flag", "deleted module", "peaks log", "presets"])
+@pytest.mark.parametrize("change", ["pyproject", "override", "flag", "deleted module", "peaks log", "presets",
+                                    "plain cmake build", "stamp"])
 def test_what_a_noop_checks_takes_the_full_path(tree, change):
     src, env = tree
     run_env, extra = env, ()
@@ -90,10 +91,17 @@ def test_what_a_noop_checks_takes_the_full_path(tree, change):
         (src / "cmake-build-release" / ".kernloop-tu-peaks.log").write_text("1\tCXX\t1000\t1\t/x.cpp\n")
     elif change == "presets":
         os.utime(src / "CMakeUserPresets.json")
+    elif change == "plain cmake build":  # it builds, does not install: the next build must install
+        set_fx_value(src, 9)
+        subprocess.run(["cmake", "--build", "--preset", "release"], cwd=src, env=env, check=True, capture_output=True)
+    elif change == "stamp":
+        (src / "looppkg" / ".build-stamp.json").unlink()
     summary = _build(src, run_env, *extra)
     assert not _fast(summary), change
-    if change == "deleted module":
+    if change in ("deleted module", "plain cmake build"):
         assert summary["steps"]["install"] == f"into {src}"
+    if change == "stamp":
+        assert (src / "looppkg" / ".build-stamp.json").is_file()
 
 
 def test_a_failed_build_leaves_no_record(tree):

@@ -99,13 +99,13 @@ def _learned(kind: str, gib: float, tus: int = 14) -> LearnedRam:
 def test_the_plan_uses_learned_figures_and_says_where_they_came_from():
     facts = dataclasses.replace(make_facts(cores=16, ram_gib=8.0), learned_ram=(_learned("CXX", 2.0), _learned("CUDA", 0.3)))
     plan = make_plan(facts, _ov(arch="9.0", nvcc_threads=1))
-    assert plan.ram_per_job_gib.value == 2.0 and plan.jobs.value == 4  # 8 GiB / 2.0, not 8 / 0.75
+    assert plan.ram_per_job_gib.value == 2.0 and plan.jobs.value == 4  # 8 GiB / 2.0, not 8 / 1.25
     assert "C++ TU 2 (p95 1.60 GiB of 14 TUs measured in earlier builds (heaviest: ops.cpp) +25%)" in plan.ram_per_job_gib.reason
     assert "CUDA TU 0.3 x nvcc-threads 1 (p95 0.24 GiB of 14 TUs" in plan.ram_per_job_gib.reason
     assert plan.learnable_ram == {"CXX": 2.0, "CUDA": 0.3}
     assert "measured in earlier builds" in format_plan(facts, plan, "test")
     default = make_plan(make_facts(cores=16, ram_gib=8.0), _ov(arch="9.0", nvcc_threads=1))
-    assert default.jobs.value == 10 and default.ram_per_job_gib.reason.endswith("GiB, from built-in defaults")
+    assert default.jobs.value == 6 and default.ram_per_job_gib.reason.endswith("GiB, from built-in defaults")
 
 
 def test_a_figure_the_project_sets_beats_the_learned_one():
