@@ -98,6 +98,25 @@ def checkout_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def built_fixture(tmp: Path, **env_extra: str) -> tuple[Path, dict[str, str], dict]:
+    """A copy of the loop fixture in ``tmp``, its own ccache, built once: (src, env, summary)."""
+    src = copy_fixture(tmp / "project")
+    env = loop_env(tmp / "ccache", **env_extra)
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    return src, env, summary
+
+
+def built_checkout(tmp: Path) -> tuple[Path, dict[str, str], dict]:
+    """A copy of this checkout in ``tmp``, built by ``buildtools build`` from the session build's
+    compiler cache (tests/conftest.py): (src, env, summary)."""
+    src = copy_checkout(tmp / "kernloop")
+    env = checkout_env()
+    rc, summary, err = build(src, env)
+    assert rc == 0, err
+    return src, env, summary
+
+
 def one_kernel_tu(build_dir: Path) -> str:
     """A torch-free kernel TU of _C: the CUDA one when CUDA is built, else the CPU one."""
     sources = {Path(e["file"]).as_posix() for e in json.loads((build_dir / "compile_commands.json").read_text())}

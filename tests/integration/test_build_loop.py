@@ -18,12 +18,10 @@ import pytest
 from _loop import (
     ROOT,
     build,
-    checkout_env,
-    copy_checkout,
-    copy_fixture,
+    built_checkout,
+    built_fixture,
     fx_value,
     have_build_tools,
-    loop_env,
     one_kernel_tu,
     set_fx_value,
 )
@@ -40,12 +38,7 @@ SO = "_fx.abi3.so"
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("loop")
-    src = copy_fixture(tmp / "project")
-    env = loop_env(tmp / "ccache")
-    rc, summary, err = build(src, env)
-    assert rc == 0, err
-    return src, env, summary
+    return built_fixture(tmp_path_factory.mktemp("loop"))
 
 
 def test_first_build_writes_presets_configures_builds_installs(project):
@@ -202,10 +195,7 @@ def checkout(kernloop_build, tmp_path_factory):
     """A second copy of this checkout, built by `buildtools build` after the session's build."""
     if kernloop_build.build_dir is None:
         pytest.skip("KERNLOOP_TEST_INPLACE=1: no csrc build in this session to reuse")
-    src = copy_checkout(tmp_path_factory.mktemp("checkout") / "kernloop")
-    env = checkout_env()
-    rc, summary, err = build(src, env)
-    assert rc == 0, err
+    src, env, summary = built_checkout(tmp_path_factory.mktemp("checkout"))
     return src, env, summary
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from _loop import ROOT, build, copy_fixture, have_build_tools, loop_env, run_cli, set_fx_value
+from _loop import ROOT, build, built_fixture, copy_fixture, have_build_tools, loop_env, run_cli, set_fx_value
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,11 +53,7 @@ needs_unshare = pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("causes")
-    src = copy_fixture(tmp / "project")
-    env = loop_env(tmp / "ccache")
-    rc, _, err = build(src, env)
-    assert rc == 0, err
+    src, env, _ = built_fixture(tmp_path_factory.mktemp("causes"))
     return src, env
 
 

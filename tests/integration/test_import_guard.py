@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _loop import ROOT, build, checkout_env, copy_checkout
+from _loop import ROOT, built_checkout
 
 pytestmark = [pytest.mark.integration]
 
@@ -22,10 +22,7 @@ ACTIVATION = "csrc/cpu/activation.cpp"
 def checkout(kernloop_build, tmp_path_factory):
     if kernloop_build.build_dir is None:
         pytest.skip("KERNLOOP_TEST_INPLACE=1: no csrc build in this session to reuse")
-    src = copy_checkout(tmp_path_factory.mktemp("guard") / "kernloop")
-    env = checkout_env()
-    rc, summary, err = build(src, env)
-    assert rc == 0, err
+    src, env, _ = built_checkout(tmp_path_factory.mktemp("guard"))
     return src, env
 
 

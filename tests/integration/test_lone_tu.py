@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from _loop import build as _build
-from _loop import copy_fixture, have_build_tools, loop_env, set_fx_value
+from _loop import built_fixture, have_build_tools, set_fx_value
 from buildtools.cmake import ninja
 
 pytestmark = [
@@ -58,11 +58,8 @@ def build(src: Path, env: dict[str, str]):
 def project(tmp_path_factory):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs 2 cores")
-    tmp = tmp_path_factory.mktemp("lone")
-    src = copy_fixture(tmp / "project")
-    env = loop_env(tmp / "ccache", TORCH_CUDA_ARCH_LIST="8.0;9.0", CCACHE_DEBUG="1", MAX_JOBS="2")
-    rc, summary, err = build(src, env)
-    assert rc == 0, err
+    src, env, summary = built_fixture(tmp_path_factory.mktemp("lone"), TORCH_CUDA_ARCH_LIST="8.0;9.0",
+                                      CCACHE_DEBUG="1", MAX_JOBS="2")
     if "CUDA" not in (src / "cmake-build-release" / "build.ninja").read_text():
         pytest.skip("no CUDA build here")
     return src, env, summary

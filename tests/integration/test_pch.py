@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from _loop import build, checkout_env, copy_checkout
+from _loop import build, built_checkout
 from buildtools.cmake import ninja
 
 pytestmark = [pytest.mark.integration]
@@ -29,10 +29,7 @@ def _commands(build_dir: Path) -> dict[str, str]:
 def checkout(kernloop_build, tmp_path_factory):
     if kernloop_build.build_dir is None:
         pytest.skip("KERNLOOP_TEST_INPLACE=1: no csrc build in this session to reuse")
-    src = copy_checkout(tmp_path_factory.mktemp("pch") / "kernloop")
-    env = checkout_env()
-    rc, summary, err = build(src, env)
-    assert rc == 0, err
+    src, env, summary = built_checkout(tmp_path_factory.mktemp("pch"))
     return src, env, summary
 
 
