@@ -53,8 +53,6 @@ def main(argv: list[str]) -> int:
         try:
             _, status, usage = os.wait4(pid, 0)
             break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
         except KeyboardInterrupt:  # ninja's Ctrl-C reaches the compiler too: wait for it
             continue
     code = os.waitstatus_to_exitcode(status)

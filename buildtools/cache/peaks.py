@@ -93,7 +93,8 @@ def fold(build_dir: Path) -> int:
         new = parse_log(log.read_text(errors="replace"))
     except OSError:
         return 0
-    record = read_record(build_dir)
+    record = _load_json(Path(build_dir) / RECORD_NAME)
+    record.update({p.source: p for p in new})
     tus = {src: {"kind": p.kind, "peak_kib": p.peak_kib, "threads": p.threads} for src, p in sorted(record.items())}
     try:
         fileio.atomic_write_text(Path(build_dir) / RECORD_NAME, json.dumps({"format": _FORMAT, "tus": tus}, indent=1) + "\n")
@@ -163,5 +164,5 @@ def after_build(build_dir: Path) -> str | None:
     if not measured:
         return None
     figures = ", ".join(f"{KINDS[n.kind]} p{PERCENTILE} {n.percentile_gib:.2f} GiB of {n.tus}"
-                        for n in summarize(read_record(build_dir).values()))
+                        for n in summarize(_load_json(Path(build_dir) / RECORD_NAME).values()))
     return f"memory: peak RSS of {measured} compile{'s' if measured != 1 else ''} recorded ({figures})"

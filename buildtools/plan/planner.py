@@ -171,11 +171,8 @@ def _learned(facts: Facts, config: BuildConfig) -> tuple[BuildConfig, dict[str, 
     return replace(config, **values), said
 
 
-def _learnable(config: BuildConfig, launcher: Launcher | None) -> dict[str, float]:
-    """Kind -> GiB planned for the kinds a build can learn: with ccache (its CCACHE_PREFIX runs
-    the recorder on every real compile), and not pinned by the project."""
-    if launcher is None or launcher.name != "ccache":
-        return {}
+def _learnable(config: BuildConfig) -> dict[str, float]:
+    """Kind -> GiB planned for the kinds a build learns (those the project does not pin)."""
     return {kind: getattr(config, attr) for kind, attr in _LEARNABLE.items() if attr not in config.pinned}
 
 
@@ -312,6 +309,7 @@ def make_plan(facts: Facts, overrides: Overrides | None = None, config: BuildCon
         warnings=tuple(dict.fromkeys(warnings)),  # one line per distinct warning
         remote_cache=remote_decision,
         distributed=distributed,
-        learnable_ram=_learnable(ram_config, launcher.value) if "CCACHE_PREFIX" in environment else {},
+        # Measured only where ccache runs the recorder on every real compile (its CCACHE_PREFIX).
+        learnable_ram=_learnable(ram_config) if "CCACHE_PREFIX" in environment else {},
     )
 

@@ -175,7 +175,9 @@ class Build:
         why = build_state.presets_reason(state, fingerprint)
         self._sccache = (toolchain.fingerprint.get("sccache") or [None])[0]
         replan = self._dist_replan() if self.preset is not None else None
-        replan = replan or peaks.rise_reason((state.get("presets") or {}).get("ram") or {}, peaks.learned(self.source_dir))
+        planned_ram = (state.get("presets") or {}).get("ram")  # what the presets were planned with
+        if replan is None and planned_ram:
+            replan = peaks.rise_reason(planned_ram, peaks.learned(self.source_dir))
         if self.preset is not None and why is None and replan is None:
             self.steps.append("presets: up to date")
             return toolchain.cmake, fingerprint

@@ -3,15 +3,12 @@ the sccache client made ready (started or reused, the scheduler waited for, the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import Callable, Mapping
 
-from buildtools.cache import dist
+from buildtools.cache import dist, dist_runtime, remote_runtime
 from buildtools.cmake.presets import ResolvedPreset
 from buildtools.errors import KernloopError
 from buildtools.settings import DIST_TOKEN_VARS, Overrides, dist_request, dist_token, load_config
-
-if TYPE_CHECKING:
-    from buildtools.cache import dist_runtime
 
 __all__ = ["replan_reason", "prepare", "without_token"]
 
@@ -41,7 +38,6 @@ def prepare(sccache: Path | None, source_dir: Path, scheduler: str, env: Mapping
     """Start (or reuse) the sccache client with the build's environment and wait (bounded) for the
     scheduler: (its probe, or None when the cluster cannot be used; whether the shared cache was
     found down and left out). A wrong token raises."""
-    from buildtools.cache import dist_runtime, remote_runtime  # lazy: only builds that distribute
     from buildtools.session import dist_client
 
     client = dist_client(sccache, source_dir, scheduler, env)

@@ -39,7 +39,7 @@ _RACY_NS = 1_000_000_000  # a file written in the last second may change again w
 
 
 def _code() -> list[str]:
-    return sorted(str(p) for p in [_PACKAGE, *_PACKAGE.rglob("*") ] if p.suffix in ("", ".py", ".sh")
+    return sorted(str(p) for p in [_PACKAGE, *_PACKAGE.rglob("*")] if p.suffix in ("", ".py", ".sh")
                   and "__pycache__" not in p.parts)
 
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from buildtools.cache import dist_runtime
 from buildtools.cache import launcher as ccache
 from buildtools.cmake import ninja
+from buildtools.cmake.explain import Explained
 from buildtools.run.install import InstalledFile
-
-if TYPE_CHECKING:  # types only: a no-op build imports neither
-    from buildtools.cache import dist_runtime
-    from buildtools.cmake.explain import Explained
 
 __all__ = ["BuildResult", "failure_text"]
 
