@@ -27,8 +27,11 @@ from typing import Mapping
 from buildtools.cache.remote_runtime import errors_warning
 from buildtools.util import proc
 
-__all__ = ["CacheStats", "CacheProbe", "launcher_kind", "launcher_env", "probe_for", "parse_ccache_counters",
-           "parse_sccache_json", "parse_stats_log"]
+__all__ = ["CacheStats", "CacheProbe", "DEPEND_VARS", "launcher_kind", "launcher_env", "depend_mode_env",
+           "probe_for", "parse_ccache_counters", "parse_sccache_json", "parse_stats_log"]
+
+# ccache's own switches for its depend mode; the user's setting of either wins over ours.
+DEPEND_VARS = ("CCACHE_DEPEND", "CCACHE_NODEPEND")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,21 @@ def launcher_env(kind: str | None, source_dir: Path, cache_dir: Path | None = No
         env = {"SCCACHE_BASEDIRS": str(source_dir)}
         return {**env, "SCCACHE_DIR": str(cache_dir)} if cache_dir else env
     return {}
+
+
+def depend_mode_env(kind: str | None, compiles: int, cores: int, env: Mapping[str, str]) -> dict[str, str]:
+    """ccache's depend mode for a build of at most ``cores`` TUs -- an edit, not a rebuild.
+
+    On a direct-mode miss ccache runs the preprocessor to look for a preprocessed-mode hit: here
+    0.18 s of a 1.5 s ``.cu`` edit and 0.5 s of the torch glue's 3 s. Depend mode keys the result
+    on the compiler's own ``-MD`` file instead, so a miss costs no preprocessor pass; undoing an
+    edit or switching back a branch is still a direct hit. What it gives up is the hit for an edit
+    the preprocessor does not see (a comment), which then compiles. A bigger build (a flag, a
+    define or a shared header changed) keeps the fallback, where that hit can be the whole build.
+    """
+    if kind != "ccache" or not 1 <= compiles <= cores or any(name in env for name in DEPEND_VARS):
+        return {}
+    return {"CCACHE_DEPEND": "true"}
 
 
 # Result counters of ccache 4.x. Everything else that counts a compiler call and

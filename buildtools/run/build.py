@@ -252,7 +252,7 @@ class Build:
             self._shared_cache(probe, self._compiler_env(), restart=self._dist is None)
         target = "all" if self.options.target == "install" else self.options.target
         build_env = {**self.env, "NINJA_STATUS": ninja.STATUS_FORMAT, **(probe.env() if probe else {}),
-                     **self._device_threads(cache_vars, target, state)}
+                     **self._edit_env(cache_vars, target, state)}
         where = ["--preset", preset.name] if preset.has_build_preset else [str(self.build_dir)]
         argv = [cmake, "--build", *where, "--target", target]
         if self.options.explain:
@@ -309,13 +309,12 @@ class Build:
             self.steps.append(f"install: into {prefix}")
         return self._done(ran, stats, installed, warnings, distributed)
 
-    def _device_threads(self, cache_vars: Mapping[str, str], target: str, state: dict[str, Any]) -> dict[str, str]:
-        """nvcc --threads for this run when only a few TUs are dirty (a no-op stays one ninja call)."""
+    def _edit_env(self, cache_vars: Mapping[str, str], target: str, state: dict[str, Any]) -> dict[str, str]:
+        """What this run changes when only a few TUs are dirty (a no-op stays one ninja call)."""
         digest = build_state.inputs_digest(self._inputs)
         unchanged, state["inputs"] = state.get("inputs") == digest, digest
-        env, step = lone_tu.device_threads(cache_vars, target, self.build_dir, self.env, unchanged)
-        if step:
-            self.steps.append(step)
+        env, steps = lone_tu.run_env(cache_vars, target, self.build_dir, self.env, unchanged)
+        self.steps.extend(steps)
         return env
 
     def _done(self, ran: tuple[ninja.LogEntry, ...], stats: ccache.CacheStats | None,

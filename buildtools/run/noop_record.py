@@ -3,9 +3,10 @@ successful build, from the same facts the full path's own checks use.
 
 The key: the recorded facts' own key (the toolchain files, PATH's dirs, sys.path, detection's
 code) and the facts file, pyproject.toml and the presets files (the presets fingerprint reads
-them), CMakeCache.txt and build.ninja (configure), ``.ninja_log`` (a plain ``cmake --build`` built
-something the install has not seen yet), the installed modules and their stamps (install, the
-import guard), the peaks log (a compile was measured), and buildtools' own code. The environment:
+them), CMakeCache.txt and build.ninja (configure), the installed modules and their stamps
+(install, the import guard), the peaks log (a compile was measured), and buildtools' own code.
+Besides the key, ``.ninja_log``'s size: a plain ``cmake --build`` that compiled something the
+install has not seen yet appended to it (:mod:`buildtools.run.noop`). The environment:
 what detection reads (``buildtools.detect.sources``), every override, and the launchers', CMake's
 and ninja's variables. Nothing is recorded for a build that distributes (the cluster is checked
 every build), for another target, or when the facts were not recorded (the next build detects).
@@ -59,7 +60,7 @@ def write(result: BuildResult, source_dir: Path, env: Mapping[str, str], *, targ
     edited = [str(source_dir / name) for name in (*PRESET_FILES, "pyproject.toml")]
     stamps = sorted({str(Path(f.path).parent / STAMP_NAME) for f in result.installed})
     key = stat_key([*edited, str(build_dir / FACTS_NAME), str(build_dir / "CMakeCache.txt"),
-                    str(build_dir / "build.ninja"), str(build_dir / ".ninja_log"), str(build_dir / peaks.LOG_NAME),
+                    str(build_dir / "build.ninja"), str(build_dir / peaks.LOG_NAME),
                     *(str(f.path) for f in result.installed), *stamps, *_code()])
     if any(st is not None and st[0] >= time.time_ns() - _RACY_NS for _, st in key[:len(edited)]):
         return  # an edit within this second could keep its stat: let the next build look

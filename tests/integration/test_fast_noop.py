@@ -73,6 +73,21 @@ def test_an_edit_goes_the_full_way_and_the_next_noop_is_fast_again(tree):
     assert _fast(_build(src, env))
 
 
+def test_an_edits_dry_run_is_kept_for_the_full_path_while_the_graph_holds(tree, monkeypatch):
+    from buildtools.cache.nvcc_threads import pending_compiles
+
+    src, env = tree
+    build_dir = src / "cmake-build-release"
+    monkeypatch.setattr(noop, "_last_dry_run", None)
+    set_fx_value(src, 9)
+    assert noop.fast_build(["build", "--source-dir", str(src)], env) is None  # work to do
+    text = noop.dry_run_output(build_dir)
+    assert text is not None and pending_compiles(text.splitlines())[1] == 1
+    assert noop.dry_run_output(src / "elsewhere") is None
+    os.utime(build_dir / "build.ninja")  # the graph was regenerated: ask ninja again
+    assert noop.dry_run_output(build_dir) is None
+
+
 @pytest.mark.parametrize("change", ["pyproject", "override", "flag", "deleted module", "peaks log", "presets",
                                     "plain cmake build", "stamp"])
 def test_what_a_noop_checks_takes_the_full_path(tree, change):
@@ -102,6 +117,16 @@ def test_what_a_noop_checks_takes_the_full_path(tree, change):
         assert summary["steps"]["install"] == f"into {src}"
     if change == "stamp":
         assert (src / "looppkg" / ".build-stamp.json").is_file()
+
+
+def test_a_plain_cmake_install_with_nothing_to_build_keeps_the_fast_path(tree):
+    src, env = tree
+    log = src / "cmake-build-release" / ".ninja_log"
+    size = log.stat().st_size
+    subprocess.run(["cmake", "--build", "--preset", "release", "--target", "install"], cwd=src, env=env, check=True,
+                   capture_output=True)
+    assert log.stat().st_size > size  # ninja logged the install's run
+    assert _fast(_build(src, env))
 
 
 def test_a_failed_build_leaves_no_record(tree):

@@ -98,3 +98,17 @@ def test_probe_counts_only_this_builds_compiles_with_real_ccache(tmp_path: Path,
 
     probe.begin()
     assert probe.end().lookups == 0  # nothing compiled
+
+
+@pytest.mark.parametrize("kind, compiles, env, expected", [
+    ("ccache", 1, {}, {"CCACHE_DEPEND": "true"}),
+    ("ccache", 2, {}, {"CCACHE_DEPEND": "true"}),  # one TU per core
+    ("ccache", 3, {}, {}),  # more than the cores: a flag or a shared header changed, keep the fallback
+    ("ccache", 0, {}, {}),
+    ("sccache", 1, {}, {}),
+    (None, 1, {}, {}),
+    ("ccache", 1, {"CCACHE_NODEPEND": "1"}, {}),  # the user's setting wins, either way
+    ("ccache", 1, {"CCACHE_DEPEND": "1"}, {}),
+])
+def test_depend_mode_only_for_an_edit_with_ccache(kind, compiles, env, expected):
+    assert ccache.depend_mode_env(kind, compiles, 2, env) == expected
