@@ -162,6 +162,66 @@ def test_install_atomically_renames_changed_files_only(tmp_path: Path):
     assert sorted(p.name for p in (prefix / "pkg").iterdir()) == ["mod.so"]  # no temp files left
 
 
+def _configured(tmp_path: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
+    """A real CMake project that installs ``names`` (files in the build dir) into ``pkg/``:
+    CMake's generated install script, manifest included."""
+    import subprocess
+
+    src, bd = tmp_path / "proj", tmp_path / "build"
+    src.mkdir()
+    files = " ".join(f'"${{CMAKE_BINARY_DIR}}/{n}"' for n in names)
+    (src / "CMakeLists.txt").write_text(f"cmake_minimum_required(VERSION 3.26)\nproject(p NONE)\n"
+                                        f"install(PROGRAMS {files} DESTINATION pkg)\n")
+    subprocess.run([cmake_exe(), "-S", src, "-B", bd], check=True, capture_output=True)
+    return bd, tmp_path / "prefix"
+
+
+def _aged(path: Path, data: bytes, age_s: float) -> None:
+    path.write_bytes(data)
+    t = path.stat().st_mtime_ns - int(age_s * 1e9)
+    os.utime(path, ns=(t, t))
+
+
+def test_a_kept_stage_copies_only_what_changed(tmp_path: Path):
+    bd, prefix = _configured(tmp_path, ("a.so", "b.so"))
+    _aged(bd / "a.so", b"a1", 10)
+    _aged(bd / "b.so", b"b1" * 1000, 10)
+    first = install.install_atomically(cmake_exe(), bd, prefix)
+    assert [f.changed for f in first] == [True, True]
+    staged_b = bd / ".kernloop-stage" / "pkg" / "b.so"
+    assert not staged_b.exists()  # renamed into place, not copied
+    assert [f.changed for f in install.install_atomically(cmake_exe(), bd, prefix)] == [False, False]
+    inode = staged_b.stat().st_ino  # staged again, and kept: its source is settled
+    (bd / "a.so").write_bytes(b"a2")  # a relink: a new mtime
+    again = install.install_atomically(cmake_exe(), bd, prefix)
+    assert [(f.path.name, f.changed) for f in again] == [("a.so", True), ("b.so", False)]
+    assert staged_b.stat().st_ino == inode  # CMake left it: its source did not change
+    assert (prefix / "pkg" / "a.so").read_bytes() == b"a2" and (prefix / "pkg" / "b.so").read_bytes() == b"b1" * 1000
+
+
+def test_a_change_inside_cmakes_one_second_window_is_installed(tmp_path: Path):
+    """CMake calls mtimes under a second apart the same: a copy of a just-linked file is never
+    kept in the stage, so a second link in the same second is installed."""
+    bd, prefix = _configured(tmp_path, ("a.so",))
+    (bd / "a.so").write_bytes(b"v1")
+    install.install_atomically(cmake_exe(), bd, prefix)
+    assert install.install_atomically(cmake_exe(), bd, prefix)[0].changed is False
+    t = (bd / "a.so").stat().st_mtime_ns
+    (bd / "a.so").write_bytes(b"v2")  # same size, and ...
+    os.utime(bd / "a.so", ns=(t + 300_000_000, t + 300_000_000))  # ... 0.3 s later
+    assert install.install_atomically(cmake_exe(), bd, prefix)[0].changed is True
+    assert (prefix / "pkg" / "a.so").read_bytes() == b"v2"
+
+
+def test_a_file_left_in_the_stage_is_not_installed(tmp_path: Path):
+    bd, prefix = _configured(tmp_path, ("a.so",))
+    _aged(bd / "a.so", b"a1", 10)
+    install.install_atomically(cmake_exe(), bd, prefix)
+    (bd / ".kernloop-stage" / "pkg" / "gone.so").write_bytes(b"a target removed since")
+    installed = install.install_atomically(cmake_exe(), bd, prefix)
+    assert [f.path.name for f in installed] == ["a.so"] and not (prefix / "pkg" / "gone.so").exists()
+
+
 def test_install_failure_is_reported_not_raised_as_traceback(tmp_path: Path):
     bd = tmp_path / "build"
     bd.mkdir()
