@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from buildtools.util.stamp import env_digest, key_changes
 
-__all__ = ["RECORD_NAME", "record", "forget", "fast_build", "dry_run_output"]
+__all__ = ["RECORD_NAME", "UTILITY_SUFFIX", "record", "forget", "fast_build", "dry_run_output"]
 
 RECORD_NAME = ".kernloop-noop.json"
 _FORMAT = 2
@@ -37,6 +37,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]  # as buildtools.cli.main's 
 _BUILD_DIR = "cmake-build-release"  # buildtools.cmake.presets.build_dir_name("release"); checked by record()
 _ALLOWED = {"--json", "--no-progress"}
 _NO_WORK = "ninja: no work to do."
+# CMake's utility targets' outputs in ninja's log (install.util: a plain --target install run):
+# they build nothing that is installed.
+UTILITY_SUFFIX = ".util"
 _NINJA_LOG = ".ninja_log"
 _GRAPH = ("build.ninja", _NINJA_LOG)  # what a dry run read; either changed: ask ninja again
 _last_dry_run: tuple[str, tuple[tuple[int, int], ...], str] | None = None  # (build dir, _GRAPH stats, stdout)
@@ -112,7 +115,7 @@ def _log_grew_by_utilities(path: str, ino: int, size: int) -> bool:
     except OSError:
         return False
     fields = [line.split("\t") for line in appended if line.strip()]
-    return all(len(f) >= 5 and f[3].endswith(".util") for f in fields)
+    return all(len(f) >= 5 and f[3].endswith(UTILITY_SUFFIX) for f in fields)
 
 
 def _graph_stats(build_dir: Path) -> tuple[tuple[int, int], ...] | None:

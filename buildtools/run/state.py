@@ -21,6 +21,7 @@ from buildtools.cmake.file_api import read_cmake_cache
 from buildtools.cmake.presets import ResolvedPreset
 from buildtools.errors import KernloopError
 from buildtools.model import Facts
+from buildtools.run.noop import UTILITY_SUFFIX
 from buildtools.util.jsonable import to_jsonable
 from buildtools.settings import OVERRIDE_ENV_VARS, load_config
 from buildtools.util import fileio
@@ -224,7 +225,7 @@ def needs_fresh(build_dir: Path, state: Mapping[str, Any], fingerprint: Mapping[
 def _outputs_digest(log: Mapping[str, Any]) -> str:
     """What ninja last built, from its log (``output -> LogEntry``); CMake's utility targets
     (``install.util``: a plain ``--target install`` run) build nothing that is installed."""
-    items = sorted((out, e.mtime, e.cmdhash) for out, e in log.items() if not out.endswith(".util"))
+    items = sorted((out, e.mtime, e.cmdhash) for out, e in log.items() if not out.endswith(UTILITY_SUFFIX))
     return hashlib.sha256(repr(items).encode()).hexdigest()[:32]
 
 
