@@ -135,6 +135,11 @@ def install_atomically(
             installed.append(InstalledFile(dest, True))
     if not keep:
         shutil.rmtree(stage, ignore_errors=True)
+    else:  # what this install did not list (a target removed or moved since) goes
+        listed = set(staged)
+        for path in before:
+            if path not in listed and (path.is_file() or path.is_symlink()):
+                _remove_quietly(path)
     return tuple(installed)
 
 

@@ -220,6 +220,7 @@ def test_a_file_left_in_the_stage_is_not_installed(tmp_path: Path):
     (bd / ".kernloop-stage" / "pkg" / "gone.so").write_bytes(b"a target removed since")
     installed = install.install_atomically(cmake_exe(), bd, prefix)
     assert [f.path.name for f in installed] == ["a.so"] and not (prefix / "pkg" / "gone.so").exists()
+    assert not (bd / ".kernloop-stage" / "pkg" / "gone.so").exists()  # and it is not kept either
 
 
 def test_install_failure_is_reported_not_raised_as_traceback(tmp_path: Path):
