@@ -27,11 +27,11 @@ from typing import Mapping
 from buildtools.cache.remote_runtime import errors_warning
 from buildtools.util import proc
 
-__all__ = ["CacheStats", "CacheProbe", "DEPEND_VARS", "launcher_kind", "launcher_env", "depend_mode_env",
-           "probe_for", "parse_ccache_counters", "parse_sccache_json", "parse_stats_log"]
+__all__ = ["CacheStats", "CacheProbe", "launcher_kind", "launcher_env", "depend_mode_env", "probe_for",
+           "parse_ccache_counters", "parse_sccache_json", "parse_stats_log"]
 
 # ccache's own switches for its depend mode; the user's setting of either wins over ours.
-DEPEND_VARS = ("CCACHE_DEPEND", "CCACHE_NODEPEND")
+_DEPEND_VARS = ("CCACHE_DEPEND", "CCACHE_NODEPEND")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def depend_mode_env(kind: str | None, compiles: int, cores: int, env: Mapping[st
     the preprocessor does not see (a comment), which then compiles. A bigger build (a flag, a
     define or a shared header changed) keeps the fallback, where that hit can be the whole build.
     """
-    if kind != "ccache" or not 1 <= compiles <= cores or any(name in env for name in DEPEND_VARS):
+    if kind != "ccache" or not 1 <= compiles <= cores or any(name in env for name in _DEPEND_VARS):
         return {}
     return {"CCACHE_DEPEND": "true"}
 

@@ -211,15 +211,14 @@ def _put(src: Path, dest: Path) -> None:
         if src.is_symlink():
             tmp.unlink(missing_ok=True)
             os.symlink(os.readlink(src), tmp)
-            os.replace(tmp, dest)
-            return
-        try:
-            os.replace(src, dest)  # the staged copy leaves the stage: the next install copies it again
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-        shutil.copy2(src, tmp)
+        else:
+            try:
+                os.replace(src, dest)  # the staged copy leaves the stage: the next install copies it again
+                return
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+            shutil.copy2(src, tmp)
         os.replace(tmp, dest)
     except OSError:
         _remove_quietly(tmp)

@@ -7,8 +7,8 @@ key of everything a no-op build would check -- the recorded facts and the files 
 pyproject.toml, the presets files, CMakeCache.txt, build.ninja, the installed modules, the peaks
 log, buildtools' own code --, ``.ninja_log``'s size (it may grow by CMake utility runs only, such
 as a plain ``cmake --build --target install`` with nothing to build), a digest of the environment
-variables detection and the planner read, and what a no-op build prints. Each build removes it first (:func:`forget`), so a build
-that fails or is stopped leaves none.
+variables detection and the planner read, and what a no-op build prints. Each build removes it
+first (:func:`forget`), so a build that fails or is stopped leaves none.
 
 The next plain ``build`` (``--json``, ``--no-progress`` and ``--source-dir`` allowed; any other
 flag plans) checks that key, takes the build lock without waiting, and asks ninja whether
